@@ -1,0 +1,1 @@
+"""simulate package (placeholder until its issue lands)."""

@@ -1,0 +1,1 @@
+"""validate package (placeholder until its issue lands)."""
