@@ -16,8 +16,6 @@ from .frame import Verdict
 
 #: Default two-sided critical value (about 95 %; one-sided 97.5 %).
 Z_DEFAULT = 2.0
-#: Default number of bootstrap resamples (over seeds, within each width).
-N_BOOT = 300
 
 
 def intercept_weights(widths: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -41,25 +39,38 @@ def intercept_weights(widths: np.ndarray, counts: np.ndarray) -> np.ndarray:
 class Residual:
     """Relative size of the extrapolated (N -> infinity) residual ``r = lim m_N - reference``.
 
-    estimate: ``sqrt(max(0, rho2))``, with ``rho2 = (|r|^2 - E|noise|^2) / |ref|^2``, the squared
-              relative norm with the seed noise (and the theory's Monte Carlo noise) subtracted,
-              so that a correct theory gives an estimate near 0, not near the noise level.
-    stderr:   bootstrap standard error (seeds resampled within widths), theory error in quadrature.
+    rho2:     ``(|r|^2 - E|noise|^2) / |ref|^2``: the squared relative norm with the expected seed
+              noise (and the theory's Monte Carlo noise) subtracted, so a correct theory gives a
+              value near 0 (either sign), not the noise level.
+    rho2_se:  standard error of rho2 (Gaussian-noise formula, see extrapolated_residual).
+    estimate: ``sqrt(max(rho2, 0))``, the relative residual; lo, hi: the bounds
+              ``ssqrt(rho2 -+ z rho2_se)`` (``ssqrt(v) = sign(v) sqrt|v|``), for ``z`` as given.
+    stderr:   ``(hi - lo) / (2 z)``, an effective standard error on the estimate's scale.
     raw:      ``|r| / |ref|`` before the noise correction; noise: ``sqrt(E|noise|^2) / |ref|``.
     """
 
+    rho2: float
+    rho2_se: float
     estimate: float
+    lo: float
+    hi: float
     stderr: float
     raw: float
     noise: float
-    signed: float  # sign(rho2) * sqrt(|rho2|): unbiased-ish, may be negative
 
 
-def _rho2(means, varsum, counts, c, ref, ref_se2, ref2):
-    """Vectorised over a leading bootstrap axis: means (B, k, M), varsum (B, k)."""
-    r = torch.einsum("k,bkm->bm", c, means) - ref
-    noise = (c**2 * varsum / counts).sum(-1) + ref_se2
-    return ((r**2).sum(-1) - noise) / ref2, (r**2).sum(-1) / ref2, noise / ref2
+def ssqrt(v):
+    return float(np.sign(v) * np.sqrt(abs(v)))
+
+
+def _tr_sq(a: torch.Tensor) -> float:
+    """Unbiased ``tr(Sigma^2)`` from ``a`` (S, M) with ``Sigma_hat = a^T a``, a = centred / sqrt(S-1)."""
+    n = a.shape[0] - 1
+    gram = a @ a.T
+    t2, t1 = float((gram**2).sum()), float(torch.trace(gram))
+    if n < 2:
+        return t2
+    return max(n * n / ((n - 1) * (n + 2)) * (t2 - t1 * t1 / n), 0.0)
 
 
 def extrapolated_residual(
@@ -68,47 +79,53 @@ def extrapolated_residual(
     reference: torch.Tensor,
     reference_se: torch.Tensor | None = None,
     *,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
+    z: float = Z_DEFAULT,
 ) -> Residual:
     """Test statistic of the convergence check (DESIGN.md).
 
-    samples[k]: (S_k, M) per-seed observables of width ``widths[k]`` (S_k >= 2).
-    reference: (M,) the theory; reference_se: (M,) its Monte Carlo standard error, or None (exact).
+    samples[k]: (S_k, ...) per-seed observables of width ``widths[k]`` (S_k >= 2).
+    reference: (...) the theory; reference_se: same shape, its Monte Carlo standard error, or
+    None (exact solvers).
+
+    With ``r = sum_N c_N m_N - ref ~ N(delta, Sigma_r)`` (independent Gaussian seed noise,
+    ``Sigma_r = sum_N c_N^2 Sigma_N / S_N`` plus the theory's diagonal noise),
+    ``E|r|^2 = |delta|^2 + tr Sigma_r`` and ``Var|r|^2 = 2 tr Sigma_r^2 + 4 delta^T Sigma_r delta``.
+    Every trace is computed from S x S Gram matrices of the centred samples, with unbiased
+    estimators, so no bootstrap is needed and the result is deterministic.
     """
     ws = np.asarray(widths, dtype=float)
-    counts_np = np.array([s.shape[0] for s in samples], dtype=float)
-    c = torch.as_tensor(intercept_weights(ws, counts_np), dtype=torch.float64)
-    counts = torch.as_tensor(counts_np, dtype=torch.float64)
+    counts = np.array([s.shape[0] for s in samples], dtype=float)
+    c = intercept_weights(ws, counts)
     ref = reference.reshape(-1).to(torch.float64)
-    ref2 = (ref**2).sum().clamp_min(1e-300)
-    ref_se2 = 0.0 if reference_se is None else float((reference_se.reshape(-1) ** 2).sum())
+    ref2 = float((ref**2).sum()) or 1e-300
     xs = [s.reshape(s.shape[0], -1).to(torch.float64) for s in samples]
-
-    def stats(weights):  # weights[k]: (B, S_k) resampling counts
-        means = torch.stack([w @ x / x.shape[0] for w, x in zip(weights, xs)], dim=1)
-        second = torch.stack([(w @ x**2).sum(-1) / x.shape[0] for w, x in zip(weights, xs)], dim=1)
-        varsum = (second - (means**2).sum(-1)) * counts / (counts - 1)
-        return _rho2(means, varsum, counts, c, ref, ref_se2, ref2)
-
-    rho2, raw2, noise2 = (v[0].item() for v in stats([torch.ones(1, x.shape[0], dtype=torch.float64) for x in xs]))
-    gen = torch.Generator().manual_seed(seed)
-    boots = []
-    for x in xs:
-        idx = torch.randint(0, x.shape[0], (n_boot, x.shape[0]), generator=gen)
-        boots.append(torch.zeros(n_boot, x.shape[0], dtype=torch.float64).scatter_add_(
-            1, idx, torch.ones_like(idx, dtype=torch.float64)))
-    b_rho2 = stats(boots)[0]
-    signed = lambda v: torch.sign(v) * v.abs().sqrt()  # noqa: E731
-    se_boot = float(signed(b_rho2).std())
-    th_rel = (ref_se2 / float(ref2)) ** 0.5
-    return Residual(
-        estimate=max(rho2, 0.0) ** 0.5,
-        stderr=float(np.hypot(se_boot, th_rel)),
-        raw=raw2**0.5,
-        noise=max(noise2, 0.0) ** 0.5,
-        signed=float(signed(torch.tensor(rho2))),
-    )
+    means = [x.mean(0) for x in xs]
+    r = sum(float(ck) * m for ck, m in zip(c, means)) - ref
+    A = [(x - m) / (x.shape[0] - 1) ** 0.5 for x, m in zip(xs, means)]  # Sigma_hat = A^T A
+    B = [float(ck) / sk**0.5 * a for ck, sk, a in zip(c, counts, A)]  # Sigma_r = sum B^T B
+    tr_r = sum(float((b**2).sum()) for b in B)
+    tr_r2 = 0.0
+    for i, bi in enumerate(B):
+        for j, bj in enumerate(B):
+            if i == j:
+                tr_r2 += (c[i] ** 2 / counts[i]) ** 2 * _tr_sq(A[i])
+            else:
+                tr_r2 += float(((bi @ bj.T) ** 2).sum())
+    quad = sum(float(((b @ r) ** 2).sum()) for b in B)
+    var_noise = sum(c[i] ** 4 / counts[i] ** 2 * 2 * _tr_sq(A[i]) / max(counts[i] - 1, 1) for i in range(len(A)))
+    if reference_se is not None:
+        se = reference_se.reshape(-1).to(torch.float64)
+        d2 = se**2
+        tr_r2 += float((d2**2).sum()) + 2 * sum(float(((b * se) ** 2).sum()) for b in B)
+        tr_r += float(d2.sum())
+        quad += float((r**2 * d2).sum())
+    r2 = float((r**2).sum())
+    rho2 = (r2 - tr_r) / ref2
+    var = 2 * tr_r2 + 4 * max(quad - tr_r2, 0.0) + var_noise
+    se2 = var**0.5 / ref2
+    lo, hi = ssqrt(rho2 - z * se2), ssqrt(rho2 + z * se2)
+    return Residual(rho2=rho2, rho2_se=se2, estimate=max(rho2, 0.0) ** 0.5, lo=lo, hi=hi,
+                    stderr=(hi - lo) / (2 * z), raw=(r2 / ref2) ** 0.5, noise=(tr_r / ref2) ** 0.5)
 
 
 @dataclass(frozen=True)
@@ -155,21 +172,22 @@ def relative_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def decide(estimate: float, stderr: float, tolerance: float, z: float = Z_DEFAULT,
-           what: str = "residual") -> tuple[Verdict, str]:
+           what: str = "residual", bounds: tuple[float, float] | None = None) -> tuple[Verdict, str]:
     """Equivalence-style decision about a non-negative discrepancy ``estimate`` (THEORY, DESIGN).
 
     fail          the discrepancy is significantly beyond the tolerance: estimate - z se > tol
     pass          it is confidently within: estimate + z se <= tol
     inconclusive  otherwise; the reason says whether the noise alone exceeds the tolerance.
+    ``bounds``: explicit (lo, hi) confidence bounds replacing ``estimate -+ z stderr``.
     """
     if not np.isfinite(estimate):
         return Verdict.FAIL, f"{what} is not finite"
-    lo, hi = estimate - z * stderr, estimate + z * stderr
-    txt = f"{what} {estimate:.3g} ± {stderr:.2g} (z={z:g}) vs tolerance {tolerance:.3g}"
+    lo, hi = bounds if bounds is not None else (estimate - z * stderr, estimate + z * stderr)
+    txt = f"{what} {estimate:.3g} [{lo:.2g}, {hi:.2g}] vs tolerance {tolerance:.3g}"
     if lo > tolerance:
         return Verdict.FAIL, f"{txt}: significantly beyond tolerance"
     if hi <= tolerance:
         return Verdict.PASS, f"{txt}: within tolerance"
-    if z * stderr >= tolerance:
-        return Verdict.INCONCLUSIVE, f"{txt}: tolerance below the noise (z·se = {z * stderr:.2g}); add seeds or widths"
+    if hi - lo >= 2 * tolerance:
+        return Verdict.INCONCLUSIVE, f"{txt}: tolerance below the noise; add seeds or widths"
     return Verdict.INCONCLUSIVE, f"{txt}: too close to the tolerance to decide"

@@ -1,0 +1,87 @@
+"""Width independence at fixed gamma0, with the contrast at fixed gamma = gamma0 sqrt(N).
+
+At fixed gamma0 the DMFT limit does not depend on N (THEORY.md section 1, 6), so scalar
+observables at the final time agree across widths within a relative tolerance: an equivalence
+test on the difference of ensemble means (with standard errors) against the widest network.
+The contrast keeps ``gamma = gamma0 sqrt(N_min)`` fixed instead (so wider networks are lazier):
+it must show a significant difference, or the test had no power; then the verdict is
+inconclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..frame import CheckResult, Verdict, frame, verdict_row
+from ..spec import ProblemSpec
+from ..stats import Z_DEFAULT, decide, mean_se, relative_difference
+from .common import ensemble
+
+SCALARS = ("loss", "test_loss", "test_error", "alignment_yy")
+
+
+@dataclass(frozen=True)
+class WidthIndependence:
+    """Final-time scalar observables agree across ``widths`` at fixed gamma0 (module docstring)."""
+
+    problem: ProblemSpec
+    widths: tuple[int, ...] = (64, 256)
+    seeds: int = 6
+    observables: tuple[str, ...] = ("loss",)
+    tolerance: float = 0.05
+    z: float = Z_DEFAULT
+    contrast: bool = True
+    name: str = "width_independence"
+
+    def __post_init__(self) -> None:
+        if len(self.widths) < 2:
+            raise ValueError(f"widths: need at least two widths, got {self.widths!r}")
+        object.__setattr__(self, "widths", tuple(sorted(int(w) for w in self.widths)))
+        bad = [o for o in self.observables if o not in SCALARS]
+        if bad:
+            raise ValueError(f"observables: {bad} not allowed here; valid values are {list(SCALARS)}")
+
+    def _final(self, ctx, spec, width):
+        problem = spec.build()
+        nets = ctx.networks(problem, width, self.seeds)
+        return {o: ensemble(nets, o, problem, None)[0][:, -1].numpy() for o in self.observables}
+
+    def run(self, ctx) -> CheckResult:
+        rows, meas = [], []
+        fixed = {w: self._final(ctx, self.problem, w) for w in self.widths}
+        top = self.widths[-1]
+        g_fixed = {}
+        if self.contrast:
+            n0 = self.widths[0]
+            for w in (self.widths[0], top):
+                g_fixed[w] = self._final(ctx, self.problem.replace(
+                    gamma0=self.problem.gamma0 * (n0 / w) ** 0.5), w)
+        for o in self.observables:
+            base = dict(check=self.name, observable=o, scheme="networks", gamma0=self.problem.gamma0,
+                        depth=self.problem.depth, time=self.problem.steps * self.problem.eta)
+            for w, vals in fixed.items():
+                m, se = mean_se(vals[o])
+                meas.append(dict(base, source="fixed_gamma0", width=w, statistic="final_mean", value=m, stderr=se))
+            for w in self.widths[:-1]:
+                d, se = relative_difference(fixed[w][o], fixed[top][o])
+                v, why = decide(abs(d), se, self.tolerance, self.z, what=f"relative difference N={w} vs N={top}")
+                rows.append(verdict_row(**base, width=w, statistic="rel_diff_vs_widest", estimate=d,
+                                        stderr=se, tolerance=self.tolerance, verdict=v, reason=why))
+            if self.contrast:
+                lo = self.widths[0]
+                d, se = relative_difference(g_fixed[lo][o], g_fixed[top][o])
+                for w, vals in g_fixed.items():
+                    m, s = mean_se(vals[o])
+                    meas.append(dict(base, source="fixed_gamma", width=w, statistic="final_mean", value=m, stderr=s))
+                shown = abs(d) - self.z * se > self.tolerance
+                why = (f"contrast at fixed gamma = gamma0 sqrt({lo}): relative difference N={lo} vs N={top} "
+                       f"{d:.3g} ± {se:.2g} vs tolerance {self.tolerance:g}")
+                rows.append(verdict_row(**dict(base, scheme="contrast_fixed_gamma"), width=lo,
+                                        statistic="rel_diff_fixed_gamma", estimate=d, stderr=se,
+                                        tolerance=self.tolerance,
+                                        verdict=Verdict.PASS if shown else Verdict.INCONCLUSIVE,
+                                        reason=why + (": widths differ, as they should" if shown else
+                                                      ": no significant difference, so the test lacks power here")))
+        return CheckResult(frame("verdicts", rows), frame("measurements", meas))
