@@ -35,7 +35,7 @@ SHOWN = ["check", "observable", "layer", "scheme", "width", "gamma0", "depth", "
 HOW_TO_READ = """\
 How to read this: each row is one hypothesis test. `pass` means the discrepancy is confidently
 within the tolerance (its upper confidence bound is below it), `fail` means it is significantly
-beyond it, `inconclusive` means the data cannot decide (the reason says why: too few widths or
+non-zero (lower bound above 0) and its estimate beyond the tolerance, `inconclusive` means the data cannot decide (the reason says why: too few widths or
 seeds, or a tolerance below the noise). `extrapolated_residual` is the relative distance between
 the theory and the networks' ensemble mean extrapolated linearly in 1/N to infinite width, with
 the seed noise subtracted; `rate` is the log-log slope of per-seed errors against width (about

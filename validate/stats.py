@@ -173,19 +173,19 @@ def relative_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def decide(estimate: float, stderr: float, tolerance: float, z: float = Z_DEFAULT,
            what: str = "residual", bounds: tuple[float, float] | None = None) -> tuple[Verdict, str]:
-    """Equivalence-style decision about a non-negative discrepancy ``estimate`` (THEORY, DESIGN).
+    """Decision about a non-negative discrepancy ``estimate`` against a tolerance (DESIGN.md).
 
-    fail          the discrepancy is significantly beyond the tolerance: estimate - z se > tol
-    pass          it is confidently within: estimate + z se <= tol
+    With confidence bounds ``lo, hi = estimate -+ z stderr`` (or ``bounds``):
+    fail          significantly non-zero (lo > 0) and beyond the tolerance (estimate > tol)
+    pass          confidently within the tolerance: hi <= tol
     inconclusive  otherwise; the reason says whether the noise alone exceeds the tolerance.
-    ``bounds``: explicit (lo, hi) confidence bounds replacing ``estimate -+ z stderr``.
     """
     if not np.isfinite(estimate):
         return Verdict.FAIL, f"{what} is not finite"
     lo, hi = bounds if bounds is not None else (estimate - z * stderr, estimate + z * stderr)
     txt = f"{what} {estimate:.3g} [{lo:.2g}, {hi:.2g}] vs tolerance {tolerance:.3g}"
-    if lo > tolerance:
-        return Verdict.FAIL, f"{txt}: significantly beyond tolerance"
+    if lo > 0 and estimate > tolerance:
+        return Verdict.FAIL, f"{txt}: significantly non-zero and beyond tolerance"
     if hi <= tolerance:
         return Verdict.PASS, f"{txt}: within tolerance"
     if hi - lo >= 2 * tolerance:

@@ -4,9 +4,10 @@
 field is the theory's value plus a known ``O(1/N)`` bias and ``O(N^{-1/2})`` seed noise
 (THEORY.md section 6):
 
-    X_{N,s} = X_theory * (1 + bias / N) + noise * rms(X_theory) / sqrt(N) * (a_s + e_s) / sqrt(2)
+    X_{N,s} = X_theory * (1 + bias / N + noise / sqrt(N) * (a_s + e_s) / sqrt(2))
 
-with ``a_s`` one standard normal per seed (a common mode) and ``e_s`` independent per element.
+with ``a_s`` one standard normal per seed (a common mode) and ``e_s`` independent per element
+(multiplicative, so exact zeros such as the centred outputs at t = 0 stay exact).
 So the truth is known: the ensemble mean converges to the theory, per-seed errors shrink like
 ``N^{-1/2}``. Used by the tests and by ``benchmarks.false_alarm``.
 """
@@ -54,10 +55,9 @@ def synthetic_networks(
         if x is None:
             return None
         x = x.to(torch.float64)
-        rms = x.pow(2).mean().sqrt()
         common = torch.randn((seeds,) + (1,) * x.ndim, generator=gen, dtype=torch.float64)
         indep = torch.randn((seeds,) + tuple(x.shape), generator=gen, dtype=torch.float64)
-        return x * (1 + bias / width) + noise * rms / width**0.5 * (common + indep) / 2**0.5
+        return x * (1 + bias / width + noise / width**0.5 * (common + indep) / 2**0.5)
 
     sol = solution
     return SyntheticTrajectories(

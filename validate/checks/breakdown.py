@@ -116,7 +116,7 @@ class Breakdown:
                 rows.append(verdict_row(**base, statistic="rel_error_vs_" + self.reference, estimate=err,
                                         stderr=se, tolerance=self.tolerance, verdict=v,
                                         reason=why.replace("within tolerance", "agrees").replace(
-                                            "significantly beyond tolerance", "refuted")))
+                                            "significantly non-zero and beyond tolerance", "refuted")))
                 meas.append({k: v for k, v in base.items() if k != "gating"} | dict(
                     source=self.reference, statistic="rel_error", value=err, stderr=se))
         return CheckResult(frame("verdicts", rows), frame("measurements", meas))
