@@ -90,7 +90,8 @@ def _spec(args):
                        activation=args.activation, gamma0=args.gamma0, eta=args.eta, steps=args.steps)
 
 
-def _print_verdicts(verdicts, out=sys.stdout) -> None:
+def _print_verdicts(verdicts, out=None) -> None:
+    out = out or sys.stdout
     g = verdicts[verdicts["gating"]]
     for r in g.itertuples(index=False):
         lay = "" if r.layer != r.layer else f"[{int(r.layer)}]"
