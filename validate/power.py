@@ -41,7 +41,7 @@ def convergence_on(spec, problem, reference, nets, observables, *, tolerance, z=
     return CheckResult.concat(parts)
 
 
-def false_alarm_rate(spec, solution, *, widths=(64, 128, 256, 512), seeds=64, repeats=50,
+def false_alarm_rate(spec, solution, *, widths=(128, 256, 512, 1024), seeds=32, repeats=50,
                      observables=("loss", "ntk", "phi", "g"), tolerance=0.03, noise=1.0, bias=1.0,
                      z=2.0) -> dict:
     """Fraction of repeats in which a correct theory gets a ``fail`` (per row and per check).
@@ -70,13 +70,13 @@ def main(argv=None) -> None:  # pragma: no cover - a measurement script
 
     ap = argparse.ArgumentParser(description="false-alarm rate of the convergence check (synthetic networks)")
     ap.add_argument("--repeats", type=int, default=200)
-    ap.add_argument("--seeds", type=int, default=64)
+    ap.add_argument("--seeds", type=int, default=32)
     args = ap.parse_args(argv)
     spec = ProblemSpec(n_train=8, n_test=4, input_dim=16, depth=2, activation="linear", gamma0=0.5, steps=20)
     sol = solve(spec.build(), "ntk")
     t0 = time.perf_counter()
     out = false_alarm_rate(spec, sol, repeats=args.repeats, seeds=args.seeds)
-    print(f"false alarms over {args.repeats} repeats (widths 64..512, {args.seeds} seeds, tolerance 0.03, z=2): "
+    print(f"false alarms over {args.repeats} repeats (widths 128..1024, {args.seeds} seeds, tolerance 0.03, z=2): "
           f"per row {out['row_false_alarm']:.4f}, per check {out['check_false_alarm']:.4f}, "
           f"inconclusive rows {out['row_inconclusive']:.3f} ({time.perf_counter() - t0:.1f} s)")
 

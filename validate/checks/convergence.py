@@ -33,8 +33,8 @@ class Convergence:
     """
 
     problem: ProblemSpec
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    seeds: int = 64
+    widths: tuple[int, ...] = (128, 256, 512, 1024)
+    seeds: int = 32
     observables: tuple[str, ...] = ("loss", "ntk", "phi", "g")
     scheme: str = "dmft"
     tolerance: float = 0.03
