@@ -71,12 +71,19 @@ def main(argv=None) -> None:  # pragma: no cover - a measurement script
     ap = argparse.ArgumentParser(description="false-alarm rate of the convergence check (synthetic networks)")
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--seeds", type=int, default=32)
+    ap.add_argument("--tolerance", type=float, default=0.03)
+    ap.add_argument("--noise", type=float, default=1.0, help="per-seed relative noise at N = 1")
     args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
     spec = ProblemSpec(n_train=8, n_test=4, input_dim=16, depth=2, activation="linear", gamma0=0.5, steps=20)
     sol = solve(spec.build(), "ntk")
     t0 = time.perf_counter()
-    out = false_alarm_rate(spec, sol, repeats=args.repeats, seeds=args.seeds)
-    print(f"false alarms over {args.repeats} repeats (widths 128..1024, {args.seeds} seeds, tolerance 0.03, z=2): "
+    out = false_alarm_rate(spec, sol, repeats=args.repeats, seeds=args.seeds, tolerance=args.tolerance,
+                           noise=args.noise)
+    print(f"false alarms over {args.repeats} repeats (widths 128..1024, {args.seeds} seeds, "
+          f"tolerance {args.tolerance:g}, noise {args.noise:g}, z=2): "
           f"per row {out['row_false_alarm']:.4f}, per check {out['check_false_alarm']:.4f}, "
           f"inconclusive rows {out['row_inconclusive']:.3f} ({time.perf_counter() - t0:.1f} s)")
 

@@ -86,7 +86,7 @@ def _markdown(tables, meta) -> str:
     lines = [f"# Validation report: {meta.get('name', '')}", "",
              f"**Overall verdict: {verdict.upper()}** "
              f"({', '.join(f'{k}: {n}' for k, n in sorted(counts.items()))}; gating rows only)", ""]
-    shown = v.sort_values("gating", ascending=False)
+    shown = v.sort_values("gating", ascending=False, kind="stable")
     lines.append(_md_table(shown[SHOWN + ["gating"]]))
     lines += ["", HOW_TO_READ, "", "## Run", ""]
     for k in ("suite", "seed", "device", "elapsed_s"):
@@ -117,7 +117,7 @@ def _html(tables, meta, md: str) -> str:
     v = tables["verdicts"]
     colour = {"pass": "#d4f4d4", "fail": "#f8d0d0", "inconclusive": "#f6ecc8"}
     rows = []
-    for r in v.sort_values("gating", ascending=False).itertuples(index=False):
+    for r in v.sort_values("gating", ascending=False, kind="stable").itertuples(index=False):
         cells = "".join(f"<td>{html.escape(_fmt(getattr(r, c)))}</td>" for c in SHOWN + ["gating"])
         rows.append(f'<tr style="background:{colour.get(r.verdict, "#fff")}">{cells}</tr>')
     table = ("<table border=1 cellspacing=0 cellpadding=3 style='font-size:12px'><tr>"
