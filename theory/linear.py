@@ -57,7 +57,7 @@ from typing import Any
 import torch
 
 from .linear_check import residual as _residual
-from .linear_march import march
+from .linear_march import intra_op_threads, march
 from .problem import Problem
 from .solution import Solution, Status
 
@@ -85,10 +85,11 @@ def core(problem: Problem, eps, *, gia: bool, exact_update: bool, dtype, device,
     kx = problem.kx.to(dtype=dtype, device=device)
     y = problem.y_train.to(dtype=dtype, device=device)
     L, m, Pa, P = problem.depth, problem.steps + 1, problem.n_points, problem.n_train
-    st = march(
-        kx, y, depth=L, eps=eps, a=problem.eta / P, steps=problem.steps,
-        gia=gia, exact_update=exact_update, blowup=blowup,
-    )
+    with intra_op_threads(1 if kx.device.type == "cpu" else None):
+        st = march(
+            kx, y, depth=L, eps=eps, a=problem.eta / P, steps=problem.steps,
+            gia=gia, exact_update=exact_update, blowup=blowup,
+        )
     n = m * Pa
     H = [None]
     prev = kx[None, :, None, :].expand(m, Pa, m, Pa).reshape(n, n)

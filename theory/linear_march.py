@@ -18,6 +18,7 @@ and for l = 0..L: Psi[l] (m, Pa, m) = H^l pi^T, psi[l] (m, m) = pi H^l pi^T, hdi
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -47,6 +48,20 @@ class MarchState:
     ntk: torch.Tensor  # (m, Pa, Pa)
     steps_done: int  # number of time rows that are valid (m unless diverged)
     reason: str | None
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None):
+    """Temporarily set torch's intra-op thread count (the march is many tiny ops: extra threads
+    only add synchronisation, which is ruinous on a loaded machine). ``None`` leaves it alone."""
+    old = torch.get_num_threads()
+    if n is not None and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
 
 
 def march(
