@@ -11,14 +11,19 @@ of the exact march at ``eps = 0`` with tangent 1. The solution holds the truncat
 ``q(0) + gamma0^2 q_2`` for the loss, outputs, NTK, ``H^l`` and ``G^l`` (the loss is expanded
 itself, not recomputed from the truncated outputs), and ``info["second_order"]`` the ``q_2``.
 
-Closed form (gradient flow, used by the tests as an independent cross-check): with the lazy
-error ``Delta0(t) = exp(-(L+1) Kx t / P) y``, ``v(t) = int_0^t Delta0`` and
-``V_ab(t) = int_0^t ds Delta0_a(s) v_b(s)``,
+Closed form (derived from the O(eps) terms of the linear equations, which involve only lazy
+quantities; used by the tests as an independent cross-check). With the lazy error ``Delta0``,
+``v(t) = int_0^t Delta0`` and ``V_ab(t) = int_0^t ds Delta0_a(s) v_b(s)`` (gradient flow; in
+discrete time ``v_k = eta sum_{j<k} Delta0(j)``, ``V_k = eta sum_{i<k} Delta0(i) v_i^T``, and the
+formulas below hold exactly for either output update):
 
-    H^l_2(t, s) = sum_{j<=l} Kx [(j^2 + 2 j (L-j+1)) v(t) v(s)^T - j (L-j+1) (V(t) + V(s)^T)] Kx / P^2
-    G^l_2(t, t) = (L+1) (L-l+1) (L-l+2) v^T Kx v / (2 P^2)
+    H^l_2(t, s) = sum_{j=1..l} Kx [j^2 v(t) v(s)^T + j (L-j+1) (V(t) + V(s)^T)] Kx^T / P^2
+    G^l_2(t, s) = sum_{j=l..L} [(L-j+1) j (<Kx, V(t)> + <Kx, V(s)>) + (L-j+1)^2 v(t)^T Kx v(s)] / P^2
 
-so at equal times ``H^l_2(t,t) = (L+1) l (l+1) Kx v v^T Kx / (2 P^2)`` (``V + V^T = v v^T``).
+(``Kx`` here is the (P_all, P) block against training points). In gradient flow ``V + V^T = v v^T``,
+so at equal times ``H^l_2 = (L+1) l (l+1) Kx v v^T Kx^T / (2 P^2)`` and
+``G^l_2 = (L+1) (L-l+1) (L-l+2) v^T Kx v / (2 P^2)``; ``V_ab`` (the paper's ``v_ab``, sign as
+defined here) shows up in the two-time kernels.
 """
 
 from __future__ import annotations
