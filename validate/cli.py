@@ -95,7 +95,8 @@ def _print_verdicts(verdicts, out=None) -> None:
     g = verdicts[verdicts["gating"]]
     for r in g.itertuples(index=False):
         lay = "" if r.layer != r.layer else f"[{int(r.layer)}]"
-        print(f"{r.verdict.upper():13s} {r.check} {r.observable}{lay} {r.statistic}: {r.reason}", file=out)
+        scheme = f" [{r.scheme}]" if r.scheme else ""
+        print(f"{r.verdict.upper():13s} {r.check} {r.observable}{lay}{scheme} {r.statistic}: {r.reason}", file=out)
     print(f"overall: {overall(verdicts).value.upper()}", file=out)
 
 

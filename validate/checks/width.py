@@ -4,8 +4,8 @@ At fixed gamma0 the DMFT limit does not depend on N (THEORY.md section 1, 6), so
 observables at the final time agree across widths within a relative tolerance: an equivalence
 test on the difference of ensemble means (with standard errors) against the widest network.
 The contrast keeps ``gamma = gamma0 sqrt(N_min)`` fixed instead (so wider networks are lazier):
-it must show a significant difference, or the test had no power; then the verdict is
-inconclusive.
+the same test must refute width independence there (significant and beyond the tolerance), or
+the test had no power; then the verdict is inconclusive.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class WidthIndependence:
                 for w, vals in g_fixed.items():
                     m, s = mean_se(vals[o])
                     meas.append(dict(base, source="fixed_gamma", width=w, statistic="final_mean", value=m, stderr=s))
-                shown = abs(d) - self.z * se > self.tolerance
+                shown = decide(abs(d), se, self.tolerance, self.z)[0] is Verdict.FAIL
                 why = (f"contrast at fixed gamma = gamma0 sqrt({lo}): relative difference N={lo} vs N={top} "
                        f"{d:.3g} ± {se:.2g} vs tolerance {self.tolerance:g}")
                 rows.append(verdict_row(**dict(base, scheme="contrast_fixed_gamma"), width=lo,

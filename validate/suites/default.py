@@ -4,48 +4,51 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 
 from ..checks import Breakdown, Convergence, WidthIndependence
 from ..spec import ProblemSpec
 from . import Suite
+from .quick import BASE, EXPECT_DEPTH3
 
-LINEAR = ProblemSpec(n_train=10, n_test=4, input_dim=20, depth=3, activation="linear", eta=0.1, steps=30)
+LINEAR = BASE.replace(depth=3)
 TANH = ProblemSpec(n_train=8, n_test=4, input_dim=16, depth=2, activation="tanh", eta=0.2, steps=20)
+SCHEMES = ("dmft", "ntk", "gia", "perturbative")
 
 
 def _linear_checks() -> tuple:
+    lazy, rich = LINEAR.replace(gamma0=0.05), LINEAR.replace(gamma0=1.0)
     return (
-        # lazy: every scheme must agree with the networks
-        *(Convergence(name=f"convergence/linear-lazy-{s}", problem=LINEAR.replace(gamma0=0.05), scheme=s,
-                      widths=(64, 128, 256, 512), seeds=12, observables=("loss", "ntk"), tolerance=0.03)
-          for s in ("dmft", "ntk", "gia", "perturbative")),
-        Convergence(name="convergence/linear-rich", problem=LINEAR.replace(gamma0=1.0),
-                    widths=(64, 128, 256, 512), seeds=12, observables=("loss", "test_loss", "ntk", "phi", "g"),
-                    tolerance=0.03),
-        Breakdown(name="breakdown/linear-theory", problem=LINEAR, gamma0s=(0.1, 0.25, 0.5, 1.0, 1.5),
-                  depths=(1, 2, 3), observables=("loss", "ntk"), tolerance=0.02),
-        Breakdown(name="breakdown/linear-networks", problem=LINEAR, gamma0s=(0.25, 1.0),
-                  schemes=("dmft", "ntk", "gia", "perturbative"), against="networks",
-                  widths=(128, 256, 512), seeds=8, observables=("loss",), tolerance=0.03),
-        WidthIndependence(name="width/linear-rich", problem=LINEAR.replace(gamma0=1.0),
-                          widths=(64, 512), seeds=12, observables=("loss", "test_loss"), tolerance=0.05),
+        # lazy: every scheme agrees with the same networks (trained once, memoised)
+        *(Convergence(name=f"convergence/linear-lazy-{s}", problem=lazy, scheme=s, widths=(64, 128, 256, 512),
+                      seeds=32, observables=("loss", "ntk", "phi", "g"), tolerance=0.05) for s in SCHEMES),
+        Convergence(name="convergence/linear-rich", problem=rich, widths=(64, 128, 256, 512), seeds=32,
+                    observables=("loss", "test_loss", "ntk", "phi", "g"), tolerance=0.05),
+        Breakdown(name="breakdown/linear-theory", problem=LINEAR, gamma0s=(0.05, 0.25, 0.5, 1.0, 1.5),
+                  depths=(1, 2, 3), observables=("loss", "ntk"), tolerance=0.02,
+                  # at depth 1 GIA is exact (responses vanish) and perturbation theory lasts longer
+                  expect={"ntk": (0.25, 1.5), "gia": (0.25, math.inf), "perturbative": (0.25, math.inf)}),
+        Breakdown(name="breakdown/linear-networks", problem=LINEAR, gamma0s=(0.05, 1.5), schemes=SCHEMES,
+                  against="networks", widths=(64, 128, 256, 512), seeds=32, observables=("loss", "ntk"),
+                  tolerance=0.05, expect={"dmft": (math.inf, math.inf), **EXPECT_DEPTH3}),
+        WidthIndependence(name="width/linear-rich", problem=rich, widths=(128, 512), seeds=32,
+                          observables=("loss", "test_loss"), tolerance=0.1),
     )
 
 
 def _tanh_checks() -> tuple:
-    # ---- TANH: the Monte Carlo solver (theory.montecarlo) decides these; included when present.
+    # ---- TANH: the theory side needs the Monte Carlo solver (theory.montecarlo); until it has
+    # landed only the network-side width-independence check runs.
     if importlib.util.find_spec("theory.montecarlo") is None:
-        return (
-            WidthIndependence(name="width/tanh-rich", problem=TANH.replace(gamma0=1.0),
-                              widths=(64, 256), seeds=12, observables=("loss", "test_loss"), tolerance=0.05),
-        )
+        return (WidthIndependence(name="width/tanh-rich", problem=TANH.replace(gamma0=1.0), widths=(128, 512),
+                                  seeds=32, observables=("loss", "test_loss"), tolerance=0.1),)
     return (
-        Convergence(name="convergence/tanh-lazy", problem=TANH.replace(gamma0=0.05),
-                    widths=(64, 128, 256), seeds=12, observables=("loss", "ntk"), tolerance=0.05),
+        Convergence(name="convergence/tanh-lazy", problem=TANH.replace(gamma0=0.05), scheme="dmft",
+                    widths=(64, 128, 256, 512), seeds=32, observables=("loss", "ntk", "phi"), tolerance=0.05),
         Convergence(name="convergence/tanh-rich", problem=TANH.replace(gamma0=1.0),
-                    widths=(64, 128, 256), seeds=12, observables=("loss", "ntk", "phi"), tolerance=0.05),
-        WidthIndependence(name="width/tanh-rich", problem=TANH.replace(gamma0=1.0),
-                          widths=(64, 256), seeds=12, observables=("loss", "test_loss"), tolerance=0.05),
+                    widths=(64, 128, 256, 512), seeds=32, observables=("loss", "ntk", "phi"), tolerance=0.05),
+        WidthIndependence(name="width/tanh-rich", problem=TANH.replace(gamma0=1.0), widths=(128, 512),
+                          seeds=32, observables=("loss", "test_loss"), tolerance=0.1),
     )
 
 
