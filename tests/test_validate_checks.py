@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from theory import solve
 from validate.checks import Breakdown, Convergence, WidthIndependence
@@ -159,3 +160,17 @@ def test_check_configs_reject_bad_input():
         WidthIndependence(problem=SPEC, widths=(64,))
     with pytest.raises(ValueError, match="activation|data|model"):
         ProblemSpec(model="transformer")
+
+
+def test_diverged_seeds_are_dropped_and_reported():
+    base = fake_trainer()
+
+    def trainer(problem, width, seeds=4, **kw):
+        out = base(problem, width, seeds, **kw)
+        div = out.diverged.clone()
+        div[:2] = True
+        return dataclasses.replace(out, diverged=div, loss=torch.where(div[:, None], torch.nan, out.loss))
+
+    res = Convergence(problem=SPEC, observables=("loss",)).run(_ctx(trainer=trainer))
+    row = _rows(res, "extrapolated_residual").iloc[0]
+    assert "8 diverged seed(s) dropped" in row["reason"] and row["verdict"] == "pass"
