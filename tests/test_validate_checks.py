@@ -1,6 +1,7 @@
 """The checks on synthetic networks (known truth) and the planted-fault power tests."""
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
@@ -174,3 +175,25 @@ def test_diverged_seeds_are_dropped_and_reported():
     res = Convergence(problem=SPEC, observables=("loss",)).run(_ctx(trainer=trainer))
     row = _rows(res, "extrapolated_residual").iloc[0]
     assert "8 diverged seed(s) dropped" in row["reason"] and row["verdict"] == "pass"
+
+
+def test_kernels_recorded_at_a_subset_of_times():
+    base = fake_trainer()
+    kt = torch.tensor([0, 4, 7])
+
+    def trainer(problem, width, seeds=4, **kw):
+        out = base(problem, width, seeds, **kw)
+        sub = lambda k: k[:, kt][:, :, :, kt]  # noqa: E731
+        return dataclasses.replace(out, phi=tuple(sub(k) for k in out.phi), g=tuple(sub(k) for k in out.g)), kt
+
+    def with_times(problem, width, seeds=4, **kw):
+        out, times = trainer(problem, width, seeds, **kw)
+        ns = types.SimpleNamespace(**{f: getattr(out, f) for f in out.__dataclass_fields__})
+        ns.kernel_times = times
+        return ns
+
+    res = Convergence(problem=SPEC, observables=("phi", "phi_final:1", "alignment_yy", "loss")).run(
+        _ctx(trainer=with_times))
+    assert res.verdict is Verdict.PASS, res.verdicts[["observable", "reason"]].to_string()
+    curve = res.curves[(res.curves["observable"] == "alignment_yy") & (res.curves["source"] == "network")]
+    assert sorted(set(curve["time"])) == pytest.approx([k * SPEC.eta for k in (0, 4, 7)])

@@ -111,13 +111,3 @@ def alignment(x: torch.Tensor, y: torch.Tensor, dims: int | None = None) -> torc
     num = (xf * yf).sum(-1)
     den = xf.norm(dim=-1) * yf.norm(dim=-1)
     return num / den.clamp_min(torch.finfo(torch.float64).tiny)
-
-
-def match_times(t_ref: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Indices into ``t_ref`` of the times ``t`` (a recorded subset); ValueError if one is missing."""
-    t_ref, t = _f64(t_ref), _f64(t)
-    d = (t[:, None] - t_ref[None, :]).abs()
-    idx = d.argmin(dim=1)
-    if (d.gather(1, idx[:, None]).squeeze(1) > 1e-9 * (1 + t_ref.abs().max())).any():
-        raise ValueError("times: the networks recorded times that are not on the theory's grid")
-    return idx

@@ -37,7 +37,7 @@ def default_solver(problem, scheme="dmft", **kw):
     return solve(problem, scheme=scheme, **kw)
 
 
-_FIELDS = ("t", "loss", "f_train", "f_test", "ntk", "phi", "g", "diverged", "diverged_step")
+_FIELDS = ("t", "loss", "f_train", "f_test", "ntk", "phi", "g", "kernel_times", "diverged", "diverged_step")
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Stored:
     ntk: Any = None
     phi: Any = None
     g: Any = None
+    kernel_times: Any = None
     diverged: Any = None
     diverged_step: Any = None
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..metrics import LAYERED, check_observable, match_times, observable
+from ..metrics import LAYERED, check_observable, observable
 
 
 def expand_observables(names: tuple[str, ...], depth: int) -> list[tuple[str, int | None]]:
@@ -43,15 +43,30 @@ def theory_stderr(sol: Any, name: str, layer: int | None) -> torch.Tensor | None
     return torch.as_tensor(v, dtype=torch.float64)
 
 
-def theory_on_grid(ref: torch.Tensor, name: str, t_theory: torch.Tensor, t_net: torch.Tensor) -> torch.Tensor:
-    """Restrict a theory observable to the times the networks recorded."""
-    if name.endswith("_final") or len(t_net) == len(t_theory):
-        return ref
-    idx = match_times(t_theory, t_net)
-    ref = ref.index_select(0, idx)
+KERNEL_FAMILY = {"phi", "g", "phi_2t", "g_2t", "phi_final", "g_final", "alignment_yy"}
+
+
+def steps_of(net: Any, name: str, n_steps: int) -> torch.Tensor:
+    """Step indices of an observable's time axis in ``net``: the recorded ``kernel_times`` for
+    the two-time-kernel family (simulate's ``times=``), else every step 0..T."""
+    kt = getattr(net, "kernel_times", None)
+    if name in KERNEL_FAMILY and kt is not None:
+        return torch.as_tensor(kt, dtype=torch.long)
+    return torch.arange(n_steps + 1)
+
+
+def theory_on_grid(sol: Any, name: str, problem: Any, layer: int | None, net: Any) -> torch.Tensor:
+    """The theory observable at the times the networks recorded (kernel_times for kernels)."""
+    full = observable(sol, name, problem, layer)
+    idx = steps_of(net, name, problem.steps)
+    if len(idx) == problem.steps + 1 or name in ("ntk_final",):
+        return full
+    if name.endswith("_final"):
+        return observable(sol, name.replace("_final", ""), problem, layer)[idx[-1]]
+    full = full.index_select(0, idx)
     if name.endswith("_2t"):
-        ref = ref.index_select(2, idx)
-    return ref
+        full = full.index_select(2, idx)
+    return full
 
 
 def ensemble(nets: Any, name: str, problem: Any, layer: int | None) -> tuple[torch.Tensor, int]:

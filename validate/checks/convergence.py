@@ -18,7 +18,7 @@ from ..frame import CheckResult, Verdict, frame, verdict_row
 from ..metrics import TIME_SERIES, alignment, rel_error
 from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide, extrapolated_residual, loglog_rate, mean_se
-from .common import base_row, ensemble, expand_observables, theory_on_grid, theory_stderr
+from .common import base_row, ensemble, expand_observables, steps_of, theory_on_grid, theory_stderr
 
 KERNEL_PLOTS = {"ntk": "ntk_final", "phi": "phi_final", "g": "g_final"}
 
@@ -88,7 +88,7 @@ def compare(check, spec, problem, sol, nets, name, layer, *, scheme, tolerance, 
     for w, net in nets.items():
         x, nd = ensemble(net, name, problem, layer)
         dropped += nd
-        ref = theory_on_grid(_obs(sol, name, problem, layer), name, sol.t, net.t)
+        ref = theory_on_grid(sol, name, problem, layer, net)
         ref_full = ref if ref_full is None else ref_full
         err = rel_error(x, ref)
         ali = alignment(x, ref)
@@ -101,7 +101,8 @@ def compare(check, spec, problem, sol, nets, name, layer, *, scheme, tolerance, 
         if plots and name in TIME_SERIES:
             m = x.mean(0)
             se = x.std(0) / max(len(x), 1) ** 0.5 if len(x) > 1 else torch.full_like(m, np.nan)
-            for k, tt in enumerate(net.t.tolist()):
+            ts = sol.t[steps_of(net, name, problem.steps)]
+            for k, tt in enumerate(ts.tolist()):
                 curves.append(dict(base, source="network", width=w, time=tt, value=float(m[k]),
                                    stderr=float(se[k])))
         ensemble_ref = (w, x)
