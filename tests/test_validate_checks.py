@@ -141,6 +141,12 @@ def test_width_independence_and_contrast():
     res = WidthIndependence(problem=SPEC.replace(gamma0=1.0), widths=(64, 1024), seeds=12).run(ctx)
     v = res.verdicts.set_index("statistic")["verdict"]
     assert v["rel_diff_vs_widest"] == "pass" and v["rel_diff_fixed_gamma"] == "pass"
+    assert v["contrast_shown"] == "pass" and res.verdict is Verdict.PASS
+    # without gamma0 dependence the contrast cannot show anything: inconclusive, not pass
+    ctx = _ctx(trainer=synthetic_trainer(lambda p: solve(p, "ntk"), noise=0.3))
+    res = WidthIndependence(problem=SPEC.replace(gamma0=1.0), widths=(64, 1024), seeds=12).run(ctx)
+    assert res.verdicts.set_index("statistic")["verdict"]["contrast_shown"] == "inconclusive"
+    assert res.verdict is Verdict.INCONCLUSIVE
     # a width-dependent fake (bias 30/N) is refuted at fixed gamma0
     ctx = _ctx(trainer=synthetic_trainer(sol_at, noise=0.3, bias=30.0))
     res = WidthIndependence(problem=SPEC.replace(gamma0=1.0), widths=(64, 1024), seeds=12,

@@ -49,7 +49,7 @@ class WidthIndependence:
         return {o: ensemble(nets, o, problem, None)[0][:, -1].numpy() for o in self.observables}
 
     def run(self, ctx) -> CheckResult:
-        rows, meas = [], []
+        rows, meas, contrasts = [], [], []
         fixed = {w: self._final(ctx, self.problem, w) for w in self.widths}
         top = self.widths[-1]
         g_fixed = {}
@@ -80,8 +80,19 @@ class WidthIndependence:
                        f"{d:.3g} ± {se:.2g} vs tolerance {self.tolerance:g}")
                 rows.append(verdict_row(**dict(base, scheme="contrast_fixed_gamma"), width=lo,
                                         statistic="rel_diff_fixed_gamma", estimate=d, stderr=se,
-                                        tolerance=self.tolerance,
+                                        tolerance=self.tolerance, gating=False,
                                         verdict=Verdict.PASS if shown else Verdict.INCONCLUSIVE,
                                         reason=why + (": widths differ, as they should" if shown else
-                                                      ": no significant difference, so the test lacks power here")))
+                                                      ": no significant difference for this observable")))
+                contrasts.append((o, shown))
+        if self.contrast:
+            shown = [o for o, ok in contrasts if ok]
+            rows.append(verdict_row(
+                check=self.name, observable=",".join(self.observables), scheme="contrast_fixed_gamma",
+                gamma0=self.problem.gamma0, depth=self.problem.depth, width=self.widths[0],
+                statistic="contrast_shown", estimate=len(shown), tolerance=self.tolerance,
+                verdict=Verdict.PASS if shown else Verdict.INCONCLUSIVE,
+                reason=(f"at fixed gamma the widths differ in {shown}: the test can see width dependence"
+                        if shown else "at fixed gamma no observable differs across widths: the test "
+                        "showed no power here (use a wider width range)")))
         return CheckResult(frame("verdicts", rows), frame("measurements", meas))
