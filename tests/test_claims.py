@@ -39,7 +39,7 @@ def _write(tmp_path, text, name="c.toml"):
 def test_example_claims_parse():
     claims = load_claims(EXAMPLES / "claims.toml")
     assert [type(c.check) for c in claims] == [WidthIndependence, Breakdown, Convergence]
-    assert claims[1].check.schemes == ("perturbative",) and claims[1].check.gamma0s == (0.1, 0.25, 0.5)
+    assert claims[1].check.schemes == ("perturbative",) and claims[1].check.gamma0s == (0.1, 0.25)
     assert claims[2].check.widths == (64, 128, 256, 512) and claims[2].statistic == "extrapolated_residual"
     assert load_suite_file(EXAMPLES / "suite.toml").checks[0].scheme == "ntk"
 
