@@ -203,3 +203,20 @@ def test_kernels_recorded_at_a_subset_of_times():
     assert res.verdict is Verdict.PASS, res.verdicts[["observable", "reason"]].to_string()
     curve = res.curves[(res.curves["observable"] == "alignment_yy") & (res.curves["source"] == "network")]
     assert sorted(set(curve["time"])) == pytest.approx([k * SPEC.eta for k in (0, 4, 7)])
+
+
+def test_theory_monte_carlo_error_is_accounted_for():
+    # a theory whose phi is off by 6 %: refuted when exact, not when it reports a 10 % MC error
+    def noisy(se):
+        def solver(problem, scheme="dmft", **_):
+            sol = scale_kernels(fake_solver(problem, scheme), 1.06, "phi")
+            info = {"standard_error": {"phi": [se] * problem.depth, "g": [0.0] * problem.depth}}
+            return dataclasses.replace(sol, info=info)
+        return solver
+
+    exact = Convergence(problem=SPEC, observables=("phi:0",)).run(_ctx(solver=noisy(0.0)))
+    mc = Convergence(problem=SPEC, observables=("phi:0", "ntk")).run(_ctx(solver=noisy(0.1)))
+    assert exact.verdict is Verdict.FAIL
+    rows = _rows(mc, "extrapolated_residual").set_index("observable")
+    assert rows.loc["phi", "verdict"] != "fail" and rows.loc["phi", "stderr"] > 0.03
+    assert rows.loc["ntk", "stderr"] > 0.03  # outputs inherit the largest kernel error

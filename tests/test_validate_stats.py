@@ -52,7 +52,7 @@ def test_residual_is_unbiased_and_its_error_calibrated(delta):
     assert 0.75 < np.median(se) / rho2.std() < 1.25
 
 
-def test_residual_theory_noise_is_subtracted_and_widens_bounds():
+def test_residual_theory_noise_widens_bounds():
     gen = torch.Generator().manual_seed(1)
     s, ref = _gaussian_samples(gen, [100, 400], 8, 0.0, sigma=0.1)
     exact = extrapolated_residual(s, [100, 400], ref)

@@ -40,11 +40,12 @@ class Residual:
     """Relative size of the extrapolated (N -> infinity) residual ``r = lim m_N - reference``.
 
     rho2:     ``(|r|^2 - E|noise|^2) / |ref|^2``: the squared relative norm with the expected seed
-              noise (and the theory's Monte Carlo noise) subtracted, so a correct theory gives a
-              value near 0 (either sign), not the noise level.
+              noise subtracted, so a correct theory gives a value near 0 (either sign), not the
+              noise level.
     rho2_se:  standard error of rho2 (Gaussian-noise formula, see extrapolated_residual).
     estimate: ``sqrt(max(rho2, 0))``, the relative residual; lo, hi: the bounds
-              ``ssqrt(rho2 -+ z rho2_se)`` (``ssqrt(v) = sign(v) sqrt|v|``), for ``z`` as given.
+              ``ssqrt(rho2 -+ z rho2_se)`` (``ssqrt(v) = sign(v) sqrt|v|``), for ``z`` as given,
+              widened by the theory's relative Monte Carlo error.
     stderr:   ``(hi - lo) / (2 z)``, an effective standard error on the estimate's scale.
     raw:      ``|r| / |ref|`` before the noise correction; noise: ``sqrt(E|noise|^2) / |ref|``.
     """
@@ -88,10 +89,12 @@ def extrapolated_residual(
     None (exact solvers).
 
     With ``r = sum_N c_N m_N - ref ~ N(delta, Sigma_r)`` (independent Gaussian seed noise,
-    ``Sigma_r = sum_N c_N^2 Sigma_N / S_N`` plus the theory's diagonal noise),
+    ``Sigma_r = sum_N c_N^2 Sigma_N / S_N``),
     ``E|r|^2 = |delta|^2 + tr Sigma_r`` and ``Var|r|^2 = 2 tr Sigma_r^2 + 4 delta^T Sigma_r delta``.
     Every trace is computed from S x S Gram matrices of the centred samples, with unbiased
-    estimators, so no bootstrap is needed and the result is deterministic.
+    estimators, so no bootstrap is needed and the result is deterministic. The theory's own
+    Monte Carlo error (whose correlations are unknown) widens the bounds by ``z |se| / |ref|``
+    on each side, by the triangle inequality, rather than being subtracted.
     """
     ws = np.asarray(widths, dtype=float)
     counts = np.array([s.shape[0] for s in samples], dtype=float)
@@ -113,17 +116,14 @@ def extrapolated_residual(
                 tr_r2 += float(((bi @ bj.T) ** 2).sum())
     quad = sum(float(((b @ r) ** 2).sum()) for b in B)
     var_noise = sum(c[i] ** 4 / counts[i] ** 2 * 2 * _tr_sq(A[i]) / max(counts[i] - 1, 1) for i in range(len(A)))
-    if reference_se is not None:
-        se = reference_se.reshape(-1).to(torch.float64)
-        d2 = se**2
-        tr_r2 += float((d2**2).sum()) + 2 * sum(float(((b * se) ** 2).sum()) for b in B)
-        tr_r += float(d2.sum())
-        quad += float((r**2 * d2).sum())
     r2 = float((r**2).sum())
     rho2 = (r2 - tr_r) / ref2
     var = 2 * tr_r2 + 4 * max(quad - tr_r2, 0.0) + var_noise
     se2 = var**0.5 / ref2
     lo, hi = ssqrt(rho2 - z * se2), ssqrt(rho2 + z * se2)
+    if reference_se is not None:  # |r| lies within |delta| -+ |eps_theory| (triangle inequality)
+        th = float(reference_se.reshape(-1).to(torch.float64).norm()) / ref2**0.5
+        lo, hi = lo - z * th, hi + z * th
     return Residual(rho2=rho2, rho2_se=se2, estimate=max(rho2, 0.0) ** 0.5, lo=lo, hi=hi,
                     stderr=(hi - lo) / (2 * z), raw=(r2 / ref2) ** 0.5, noise=(tr_r / ref2) ** 0.5)
 

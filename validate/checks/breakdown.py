@@ -110,7 +110,7 @@ class Breakdown:
                 err = float(rel_error(_obs(sol, name, problem, layer), r))
                 se = 0.0
                 for x in (ref, sol):
-                    e = theory_stderr(x, name, layer)
+                    e = theory_stderr(x, name, layer, r)
                     se = float(np.hypot(se, 0.0 if e is None else float(e.norm() / r.norm())))
                 v, why = decide(err, se, self.tolerance, self.z, what=f"relative error vs {self.reference}")
                 rows.append(verdict_row(**base, statistic="rel_error_vs_" + self.reference, estimate=err,

@@ -28,19 +28,44 @@ def expand_observables(names: tuple[str, ...], depth: int) -> list[tuple[str, in
     return out
 
 
-def theory_stderr(sol: Any, name: str, layer: int | None) -> torch.Tensor | None:
-    """The theory's Monte Carlo standard error of an observable, if the solver reported one.
+OUTPUT_FAMILY = {"loss", "test_loss", "test_error", "f_train", "f_test", "ntk", "ntk_final"}
 
-    Looked up in ``sol.info["stderr"][name]`` (a tensor shaped like the observable, or a tuple
-    over layers); exact solvers report none (None).
+
+def theory_stderr(sol: Any, name: str, layer: int | None, ref: torch.Tensor) -> torch.Tensor | None:
+    """The theory's Monte Carlo standard error of observable ``name`` (shaped like ``ref``), or None.
+
+    Read from ``sol.info["stderr"]`` or ``sol.info["standard_error"]`` (theory.montecarlo), keyed
+    by kernel name (``"phi"``, ``"g"``, ``"ntk"``, ``"loss"``, ...); a value may be a tensor shaped
+    like the Solution field, a tuple over layers, or a scalar *relative* error (spread evenly over
+    the elements). Observables derived from outputs without their own entry take the largest
+    relative kernel error (conservative). Exact solvers report none: None.
     """
-    table = (getattr(sol, "info", None) or {}).get("stderr") or {}
-    v = table.get(name)
+    info = getattr(sol, "info", None) or {}
+    table = info.get("stderr") or info.get("standard_error") or {}
+    if not table:
+        return None
+    base = name.split("_")[0] if name not in OUTPUT_FAMILY else name.replace("_final", "")
+    if name == "alignment_yy":
+        base, layer = "phi", -1
+    v = table.get(base)
+    if isinstance(v, (tuple, list)):
+        v = v[layer if layer is not None else -1]
+    if v is None and name in OUTPUT_FAMILY:
+        scalars = [float(x) for val in table.values()
+                   for x in (val if isinstance(val, (tuple, list)) else [val])
+                   if isinstance(x, (int, float)) or (torch.is_tensor(x) and x.numel() == 1)]
+        v = max(scalars) if scalars else None
     if v is None:
         return None
-    if isinstance(v, (tuple, list)):
-        v = v[layer]
-    return torch.as_tensor(v, dtype=torch.float64)
+    v = torch.as_tensor(v, dtype=torch.float64)
+    if v.numel() == 1:  # relative error of the whole observable
+        return torch.full_like(ref, float(v) * float(ref.norm()) / ref.numel() ** 0.5)
+    if name in ("phi", "g", "phi_final", "g_final") and v.ndim == 4:
+        v = torch.diagonal(v, dim1=0, dim2=2).permute(2, 0, 1)
+        v = v[-1] if name.endswith("_final") else v
+    if v.shape != ref.shape:
+        raise ValueError(f"theory standard error of {name!r}: shape {tuple(v.shape)} does not match {tuple(ref.shape)}")
+    return v
 
 
 KERNEL_FAMILY = {"phi", "g", "phi_2t", "g_2t", "phi_final", "g_final", "alignment_yy"}

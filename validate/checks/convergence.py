@@ -138,7 +138,7 @@ def compare(check, spec, problem, sol, nets, name, layer, *, scheme, tolerance, 
             meas += [dict(base, source="fit", statistic="loglog_slope", value=fit.slope, stderr=fit.stderr),
                      dict(base, source="fit", statistic="loglog_intercept", value=fit.intercept)]
         res = extrapolated_residual([samples[w] for w in used], used, ref_full,
-                                    theory_stderr(sol, name, layer), z=z)
+                                    theory_stderr(sol, name, layer, ref_full), z=z)
         v, r = decide(res.estimate, res.stderr, tolerance, z, what="N->inf residual",
                       bounds=(res.lo, res.hi))
         rows.append(verdict_row(**base, width=float("inf"), statistic="extrapolated_residual",
