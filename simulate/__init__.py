@@ -9,6 +9,7 @@ Also: :mod:`simulate.data` (Gaussian, CIFAR-10, digits), :mod:`simulate.cnn` (th
 
 from .cnn import CNNConfig, CNNRun, train_cnn
 from .data import Dataset, cifar10, digits, gaussian
+from .sweep import Job, grid, run_sweep
 from .trajectories import OBSERVABLES, DivergenceError, Trajectories
 from .train import train
 
@@ -24,4 +25,7 @@ __all__ = [
     "gaussian",
     "train",
     "train_cnn",
+    "Job",
+    "grid",
+    "run_sweep",
 ]
