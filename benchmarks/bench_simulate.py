@@ -80,6 +80,8 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="widths up to 1024, T = 30")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--skip-loop", action="store_true", help="skip the batched-vs-loop comparison")
+    ap.add_argument("--skip-sweep", action="store_true", help="skip the width sweep")
+    ap.add_argument("--loop-widths", type=int, nargs="*", default=[128, 1024])
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,39 +94,46 @@ def main(argv=None) -> None:
     sq, thin = matmul_rates(dev)
     print(f"matmul float64: square 2048 GEMM {sq:.1f} GFLOP/s; thin bmm (8,14,1024)x(8,1024,1024) {thin:.1f} GFLOP/s")
 
+    if not args.skip_sweep:
+        sweep(p, widths, args.seeds, dev)
+    if not args.skip_loop:
+        for w in args.loop_widths:
+            batched_vs_loop(p, w, args.seeds, dev, sq, thin)
+
+
+def sweep(p: Problem, widths, seeds: int, dev: str) -> None:
     print("\n== width sweep, all kernels recorded ==")
     total = 0.0
     for w in widths:
         gc.collect()
         sync(dev)
         t = time.perf_counter()
-        run = train(p, w, args.seeds, device=dev)
+        run = train(p, w, seeds, device=dev)
         sync(dev)
         dt = time.perf_counter() - t
         total += dt
-        fl = train_flops(p, w, args.seeds, True)
+        fl = train_flops(p, w, seeds, True)
         kern_gb = sum(a.numel() * a.element_size() for a in run.phi + run.g) / 1024**3
         print(f"N={w:5d}: {dt:7.2f} s  {fl / dt / 1e9:6.1f} GFLOP/s  final loss {float(run.mean()[-1]):.4f}  "
               f"kernels {kern_gb:.2f} GB  seed batch {run.info['seed_chunk']}  peak RSS {peak_rss_gb():.2f} GB")
         del run
     print(f"total {total:.1f} s (target < 180 s on 2 cores); peak RSS {peak_rss_gb():.2f} GB (target < 4 GB)")
 
-    if args.skip_loop:
-        return
-    print("\n== batched seeds vs per-model loop, width 1024 ==")
-    w = 1024
+
+def batched_vs_loop(p: Problem, w: int, seeds: int, dev: str, sq: float, thin: float) -> None:
+    print(f"\n== {seeds} batched seeds vs a loop of single-seed train calls, width {w} ==")
     for label, record in (("training only", None), ("all kernels", ("ntk", "phi", "g"))):
         sync(dev)
         t = time.perf_counter()
-        train(p, w, args.seeds, device=dev, record=record)
+        train(p, w, seeds, device=dev, record=record)
         sync(dev)
         batched = time.perf_counter() - t
         t = time.perf_counter()
-        for s in range(args.seeds):
+        for s in range(seeds):
             train(p, w, 1, seed=s, device=dev, record=record)
         sync(dev)
         loop = time.perf_counter() - t
-        fl = train_flops(p, w, args.seeds, record is not None)
+        fl = train_flops(p, w, seeds, record is not None)
         print(f"{label:13s}: batched {batched:6.2f} s, loop {loop:6.2f} s, speed-up {loop / batched:4.2f}x; "
               f"batched {fl / batched / 1e9:5.1f} GFLOP/s = {fl / batched / 1e9 / thin:4.2f} of thin bmm, "
               f"{fl / batched / 1e9 / sq:4.2f} of square GEMM")

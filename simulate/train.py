@@ -128,7 +128,7 @@ def train(
     loss = torch.full((S, T + 1), float("nan"), dtype=dtype)
     f_all = torch.full((S, T + 1, Pa), float("nan"), dtype=dtype)
     ntk = torch.full((S, T + 1, Pa, Pa), float("nan"), dtype=dtype) if "ntk" in record else None
-    kern = {n: [torch.full((S, Tk, Pa, Tk, Pa), float("nan"), dtype=dtype) for _ in range(L)]
+    kern = {n: [torch.empty((S, Tk, Pa, Tk, Pa), dtype=dtype) for _ in range(L)]  # every entry is written
             for n in ("phi", "g") if n in record}
     div_step = torch.full((S,), -1, dtype=torch.int64)
 
