@@ -1,8 +1,5 @@
-"""Planted faults on REAL finite-width deep linear networks (tests/standin_net.py, or
-simulate.train once it lands): the default convergence settings must flag each fault and pass
-the correct theory."""
-
-import importlib.util
+"""Planted faults on REAL finite-width deep linear networks (simulate.train) against the exact
+linear theory: the default convergence settings must flag each fault and pass the correct theory."""
 
 import pytest
 import torch
@@ -13,24 +10,21 @@ from validate.frame import Verdict
 from validate.power import scale_kernels
 from validate.sources import Context
 from validate.spec import ProblemSpec
-from standin_net import train_standin
+from simulate import train
 from validate_fakes import one_thread  # noqa: F401
 
 pytestmark = pytest.mark.slow
 LAZY = ProblemSpec(n_train=6, n_test=3, input_dim=10, depth=2, activation="linear", gamma0=0.05, steps=10)
-HAS_LINEAR = importlib.util.find_spec("theory.linear") is not None
 
 
 def _lazy_theory(problem, scheme="dmft", **_):
-    # at gamma0 = 0.05 the NTK equals the DMFT up to O(gamma0^2) = 0.25 %; the exact linear
-    # solver replaces it once it has landed
-    return solve(problem, "dmft" if HAS_LINEAR else "ntk")
+    return solve(problem)
 
 
 @pytest.fixture(scope="module")
 def ctx():
     torch.set_num_threads(1)
-    return Context(trainer=train_standin, solver=_lazy_theory, progress=False)
+    return Context(trainer=train, solver=_lazy_theory, progress=False)
 
 
 def _run(ctx, solver, spec=LAZY, **kw):
@@ -55,7 +49,6 @@ def test_ntk_approximation_at_gamma0_1p5_is_flagged(ctx):
     assert res.verdict is Verdict.FAIL
 
 
-@pytest.mark.skipif(not HAS_LINEAR, reason="needs the exact deep linear solver (theory.linear)")
 def test_gamma0_off_by_10_percent_is_flagged(ctx):
     rich = LAZY.replace(gamma0=1.0)
     ok = _run(ctx, lambda p, s="dmft", **_: solve(p), spec=rich)

@@ -41,7 +41,7 @@ def convergence_on(spec, problem, reference, nets, observables, *, tolerance, z=
     return CheckResult.concat(parts)
 
 
-def false_alarm_rate(spec, solution, *, widths=(128, 256, 512, 1024), seeds=32, repeats=50,
+def false_alarm_rate(spec, solution, *, widths=(128, 256, 512, 1024), seeds=64, repeats=50,
                      observables=("loss", "ntk", "phi", "g"), tolerance=0.03, noise=1.0, bias=1.0,
                      z=2.0) -> dict:
     """Fraction of repeats in which a correct theory gets a ``fail`` (per row and per check).
@@ -70,7 +70,7 @@ def main(argv=None) -> None:  # pragma: no cover - a measurement script
 
     ap = argparse.ArgumentParser(description="false-alarm rate of the convergence check (synthetic networks)")
     ap.add_argument("--repeats", type=int, default=200)
-    ap.add_argument("--seeds", type=int, default=32)
+    ap.add_argument("--seeds", type=int, default=64)
     ap.add_argument("--tolerance", type=float, default=0.03)
     ap.add_argument("--noise", type=float, default=1.0, help="per-seed relative noise at N = 1")
     args = ap.parse_args(argv)

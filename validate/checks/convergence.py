@@ -34,7 +34,7 @@ class Convergence:
 
     problem: ProblemSpec
     widths: tuple[int, ...] = (128, 256, 512, 1024)
-    seeds: int = 32
+    seeds: int = 64
     observables: tuple[str, ...] = ("loss", "ntk", "phi", "g")
     scheme: str = "dmft"
     tolerance: float = 0.03
