@@ -73,12 +73,16 @@ class Context:
     _nets: dict = field(default_factory=dict, repr=False)
     stats: dict = field(default_factory=lambda: {"solves": 0, "trained": 0, "cache_hits": 0})
 
-    def theory(self, problem, scheme: str = "dmft"):
-        """The (memoised) infinite-width solution of ``problem`` under ``scheme``."""
-        key = (problem.fingerprint(), scheme)
+    def theory(self, problem, scheme: str = "dmft", **options):
+        """The (memoised) infinite-width solution of ``problem`` under ``scheme``.
+
+        ``options`` (e.g. Monte Carlo samples) override the run-wide ``solver_options``; both are
+        dropped where the solver takes none (the ntk scheme, gamma0 = 0).
+        """
+        opts = {**self.solver_options, **options} if scheme != "ntk" and problem.gamma0 else {}
+        key = (problem.fingerprint(), scheme, repr(sorted(opts.items())))
         if key not in self._solutions:
             solver = self.solver or default_solver
-            opts = dict(self.solver_options) if scheme != "ntk" and problem.gamma0 else {}
             self._solutions[key] = solver(problem, scheme, **opts)
             self.stats["solves"] += 1
         return self._solutions[key]

@@ -45,6 +45,7 @@ class Breakdown:
     against: str = "theory"
     widths: tuple[int, ...] = (128, 256, 512)
     seeds: int = 6
+    solver_options: dict = field(default_factory=dict)
     name: str = "breakdown"
 
     def __post_init__(self) -> None:
@@ -87,16 +88,17 @@ class Breakdown:
         obs = expand_observables(self.observables, spec.depth)
         if self.against == "networks":
             nets = {w: ctx.networks(problem, w, self.seeds) for w in self.widths}
-            parts = [compare(self.name, spec, problem, ctx.theory(problem, s), nets, n, l, scheme=s,
-                             tolerance=self.tolerance, z=self.z, seed=ctx.seed, rate=False, plots=False)
+            sols = {s: ctx.theory(problem, s, **self.solver_options) for s in self.schemes}
+            parts = [compare(self.name, spec, problem, sols[s], nets, n, l, scheme=s, tolerance=self.tolerance,
+                             z=self.z, seed=ctx.seed, rate=False, plots=False)
                      for s in self.schemes for n, l in obs]
             res = CheckResult.concat(parts)
             res.verdicts["gating"] = False
             return res
-        ref = ctx.theory(problem, self.reference)
+        ref = ctx.theory(problem, self.reference, **self.solver_options)
         rows, meas = [], []
         for s in self.schemes:
-            sol = ctx.theory(problem, s)
+            sol = ctx.theory(problem, s, **self.solver_options)
             for name, layer in obs:
                 base = dict(check=self.name, observable=name, scheme=s, gamma0=spec.gamma0,
                             depth=spec.depth, layer=np.nan if layer is None else layer, gating=False)

@@ -9,7 +9,7 @@ seed noise and the theory's own Monte Carlo error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ class Convergence:
     observables: names from ``validate.metrics.OBSERVABLES``; ``"phi"`` means every layer,
     ``"phi:0"`` one layer. tolerance: largest acceptable relative residual at N -> infinity.
     rate_tolerance: slack on the N^{-1/2} rate (slopes in [-1 - tol, -1/2 + tol] are consistent).
+    solver_options: keywords for ``theory.solve`` (e.g. Monte Carlo samples for nonlinear nets).
     """
 
     problem: ProblemSpec
@@ -42,6 +43,7 @@ class Convergence:
     z: float = Z_DEFAULT
     min_widths: int = 2
     min_seeds: int = 3
+    solver_options: dict = field(default_factory=dict)
     name: str = "convergence"
 
     def __post_init__(self) -> None:
@@ -56,7 +58,7 @@ class Convergence:
 
     def run(self, ctx) -> CheckResult:
         problem = self.problem.build()
-        sol = ctx.theory(problem, self.scheme)
+        sol = ctx.theory(problem, self.scheme, **self.solver_options)
         rows = []
         if not sol.ok:
             for name, layer in expand_observables(self.observables, problem.depth):

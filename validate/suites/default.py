@@ -20,10 +20,11 @@ def _linear_checks() -> tuple:
     lazy, rich = LINEAR.replace(gamma0=0.05), LINEAR.replace(gamma0=1.0)
     return (
         # lazy: every scheme agrees with the same networks (trained once, memoised)
-        *(Convergence(name=f"convergence/linear-lazy-{s}", problem=lazy, scheme=s, widths=(64, 128, 256, 512),
-                      seeds=64, observables=("loss", "ntk", "phi", "g"), tolerance=0.05) for s in SCHEMES),
-        Convergence(name="convergence/linear-rich", problem=rich, widths=(64, 128, 256, 512), seeds=64,
-                    observables=("loss", "test_loss", "ntk", "phi", "g"), tolerance=0.05),
+        # (the Convergence defaults: widths 128..1024, 64 seeds, tolerance 3 %: the settings the
+        # planted-fault tests show can flag a 5 % kernel error)
+        *(Convergence(name=f"convergence/linear-lazy-{s}", problem=lazy, scheme=s,
+                      observables=("loss", "ntk", "phi", "g")) for s in SCHEMES),
+        Convergence(name="convergence/linear-rich", problem=rich, observables=("loss", "test_loss", "ntk", "phi", "g")),
         Breakdown(name="breakdown/linear-theory", problem=LINEAR, gamma0s=(0.05, 0.25, 0.5, 1.0, 1.5),
                   depths=(1, 2, 3), observables=("loss", "ntk"), tolerance=0.02,
                   # at depth 1 GIA is exact (responses vanish) and perturbation theory lasts longer
