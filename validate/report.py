@@ -34,14 +34,15 @@ SHOWN = ["check", "observable", "layer", "scheme", "width", "gamma0", "depth", "
          "estimate", "stderr", "tolerance", "verdict", "reason"]
 HOW_TO_READ = """\
 How to read this: each row is one hypothesis test. `pass` means the discrepancy is confidently
-within the tolerance (its upper confidence bound is below it), `fail` means it is significantly
-non-zero (lower bound above 0) and its estimate beyond the tolerance, `inconclusive` means the data cannot decide (the reason says why: too few widths or
-seeds, or a tolerance below the noise). `extrapolated_residual` is the relative distance between
-the theory and the networks' ensemble mean extrapolated linearly in 1/N to infinite width, with
-the seed noise subtracted; `rate` is the log-log slope of per-seed errors against width (about
--1/2 expected). Rows with `gating = False` describe (e.g. where an approximation is refuted on a
-gamma0 grid) and do not decide the overall verdict. The numbers behind every row and figure are
-in `tables/`."""
+within the tolerance (its upper confidence bound is below it); `fail` means it is significantly
+non-zero (lower bound above 0) and its estimate is beyond the tolerance; `inconclusive` means the
+data cannot decide (the reason says why: too few widths or seeds, or a tolerance below the
+noise). `extrapolated_residual` is the relative distance between the theory and the networks'
+ensemble mean extrapolated linearly in 1/N to infinite width, with the seed noise subtracted;
+the bracket in its reason is the confidence interval. `rate` is the log-log slope of per-seed
+errors against width (about -1/2 expected). Rows with `gating = False` describe (where an
+approximation is refuted on a gamma0 grid, per-observable contrasts, undecided rates) and do
+not decide the overall verdict. The numbers behind every row and figure are in `tables/`."""
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
