@@ -76,33 +76,66 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     return v.lower()
 
 
-def core(problem: Problem, eps, *, gia: bool, exact_update: bool, dtype, device, blowup=BLOWUP) -> dict:
+def core(
+    problem: Problem, eps, *, gia: bool, exact_update: bool, dtype, device, blowup=BLOWUP, threads: int | None = 1
+) -> dict:
     """Run the march and assemble every output for ``eps = gamma0**2`` (float or dual tensor).
+
+    ``threads``: torch intra-op threads on the CPU during the work (None: leave torch's setting).
 
     Returns a dict: ``state`` (the MarchState), ``H`` (list, H[l] (m, Pa, m, Pa) for l = 1..L,
     H[0] None), ``loss`` (m,), ``f`` (m, Pa), ``ntk`` (m, Pa, Pa), ``G`` (list of (m, m), index l).
     """
     kx = problem.kx.to(dtype=dtype, device=device)
     y = problem.y_train.to(dtype=dtype, device=device)
-    L, m, Pa, P = problem.depth, problem.steps + 1, problem.n_points, problem.n_train
-    with intra_op_threads(1 if kx.device.type == "cpu" else None):
+    L, P = problem.depth, problem.n_train
+    with intra_op_threads(threads if kx.device.type == "cpu" else None):
         st = march(
             kx, y, depth=L, eps=eps, a=problem.eta / P, steps=problem.steps,
             gia=gia, exact_update=exact_update, blowup=blowup,
         )
-    n = m * Pa
-    H = [None]
-    prev = kx[None, :, None, :].expand(m, Pa, m, Pa).reshape(n, n)
-    for l in range(1, L + 1):
-        dh, ah = st.d[l], st.A[l].reshape(n, m)
-        S = eps * (dh @ st.psi[l - 1] @ dh.T) + st.G[l + 1]
-        left = torch.cat([st.U[l].reshape(n, m), 0.5 * (ah @ S)], 1)
-        right = torch.cat([st.Psi[l - 1].reshape(n, m), st.A[l].reshape(n, m)], 1)
-        Y = left @ right.T
-        prev = prev + eps * (Y + Y.T)
-        H.append(prev.reshape(m, Pa, m, Pa))
+        H = [None] + assemble(st, kx, eps, depth=L)
     loss = (st.delta**2).mean(-1)
     return dict(state=st, H=H, loss=loss, f=st.f, ntk=st.ntk, G=st.G)
+
+
+def assemble(st, kx: torch.Tensor, eps, *, depth: int, time_blocks: int = 6) -> list:
+    """``H^l`` for l = 1..L as (m, Pa, m, Pa) tensors from the march state (module docstring).
+
+    ``H^l = H^{l-1} + eps (Y^l + Y^l^T)`` with ``Y^l = [U, Ahat] [Psi^{l-1}, Ahat S / 2]^T``
+    (n x 2m times 2m x n, ``S = eps dhat psi^{l-1} dhat^T + G^{l+1}``; ``Ahat S Ahat^T`` is split
+    between ``Y`` and ``Y^T``). One running sum ``Z^l = Kx / 2 + eps sum_{j<=l} Y^j`` gives
+    ``H^l = Z^l + Z^l^T``. ``U`` and ``Ahat`` are strictly causal (row time k, column time s < k),
+    so rows of times ``< k1`` need only the first ``k1`` columns: the GEMM runs over
+    ``time_blocks`` row blocks of growing inner width (about half the flops of the dense product).
+    With a dual ``eps`` (forward-mode AD) the plain out-of-place dense product is used.
+    """
+    L = depth
+    m, Pa = st.f.shape
+    n = m * Pa
+    Z = (0.5 * kx)[None, :, None, :].expand(m, Pa, m, Pa).reshape(n, n).clone()
+    dual = isinstance(eps, torch.Tensor)
+    edges = [round(i * m / time_blocks) for i in range(time_blocks + 1)] if not dual else [0, m]
+    H = []
+    for l in range(1, L + 1):
+        dh, Ah = st.d[l], st.A[l]
+        S = eps * (dh @ st.psi[l - 1] @ dh.T) + st.G[l + 1]
+        left = torch.stack([st.U[l], Ah], 2)  # (m, Pa, 2, m)
+        right = torch.stack([st.Psi[l - 1], 0.5 * (Ah.reshape(n, m) @ S).reshape(m, Pa, m)], 2)
+        if dual:
+            Z = Z + eps * (left.reshape(n, 2 * m) @ right.reshape(n, 2 * m).T)
+        else:
+            for k0, k1 in zip(edges[:-1], edges[1:]):
+                if k1 <= k0:
+                    continue
+                kc = k1 - 1  # columns s < k1 - 1 suffice: s < k <= k1 - 1
+                if kc == 0:
+                    continue
+                lb = left[k0:k1, :, :, :kc].reshape((k1 - k0) * Pa, 2 * kc)
+                rb = right[:, :, :, :kc].reshape(n, 2 * kc)
+                Z[k0 * Pa : k1 * Pa].addmm_(lb, rb.T, alpha=eps)
+        H.append((Z + Z.T).reshape(m, Pa, m, Pa))
+    return H
 
 
 def _nan_after(t: torch.Tensor, k: int, dims: tuple[int, ...]) -> torch.Tensor:
@@ -125,6 +158,7 @@ def solve_linear(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
     blowup: float = BLOWUP,
+    threads: int | None = 1,
 ) -> Solution:
     """Exact infinite-width solution of a deep linear network (see the module docstring).
 
@@ -136,6 +170,9 @@ def solve_linear(
     max_iterations: sweeps per time step; one is exact because every coupling is strictly causal
         (kept >= 1 for a uniform solver interface).
     blowup: growth factor of loss / NTK over their initial values taken as divergence.
+    threads: torch intra-op threads used on the CPU (default 1: the march is thousands of tiny
+        operations and the GEMMs are modest, so extra threads mostly add synchronisation, which is
+        ruinous on a loaded machine); None leaves torch's setting alone.
     Returns a :class:`theory.Solution`; ``g[l]`` are broadcast views of the (T+1, T+1) ``G^{l+1}``.
     """
     if not isinstance(problem, Problem):
@@ -151,6 +188,8 @@ def solve_linear(
     tol = DEFAULT_TOL[dtype] if tol is None else float(tol)
     if not tol > 0:
         raise ValueError(f"tol: must be > 0, got {tol!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads: must be None or an integer >= 1, got {threads!r}")
     if not blowup > 1:
         raise ValueError(f"blowup: must be > 1, got {blowup!r}")
     if scheme == "perturbative":
@@ -161,7 +200,7 @@ def solve_linear(
     gia = scheme == "gia"
     exact = update == "exact"
     eps = problem.gamma0**2
-    out = core(problem, eps, gia=gia, exact_update=exact, dtype=dtype, device=device, blowup=blowup)
+    out = core(problem, eps, gia=gia, exact_update=exact, dtype=dtype, device=device, blowup=blowup, threads=threads)
     st, H = out["state"], out["H"]
     L, m, Pa, P = problem.depth, problem.steps + 1, problem.n_points, problem.n_train
     info: dict[str, Any] = {"update": update, "sweeps_per_step": 1}
@@ -171,7 +210,8 @@ def solve_linear(
     f, loss, ntk = out["f"], out["loss"], out["ntk"]
     Hs, Gs = H[1:], st.G[1 : L + 1]
     if st.reason is None:
-        res = _residual(st, H, kx, y, depth=L, eps=eps, a=problem.eta / P, gia=gia, exact_update=exact)
+        with intra_op_threads(threads if kx.device.type == "cpu" else None):
+            res = _residual(st, H, kx, y, depth=L, eps=eps, a=problem.eta / P, gia=gia, exact_update=exact)
         status = Status.CONVERGED if res <= tol else Status.MAX_ITERATIONS
         if status is not Status.CONVERGED:
             info["reason"] = f"self-consistency residual {res:.3g} above tol {tol:.3g}"
