@@ -104,7 +104,8 @@ def march(
     kw = dict(depth=depth, a=float(a), steps=steps, gia=gia, exact_update=exact_update, blowup=blowup)
     if kx.device.type == "cpu" and not isinstance(eps, torch.Tensor):
         with _one_blas_thread():
-            st = _march(kx.numpy(), y.numpy(), eps=float(eps), zeros=lambda *s: np.zeros(s, kx.numpy().dtype), **kw)
+            zeros = lambda *s: np.zeros(s, kx.numpy().dtype)  # noqa: E731
+            st = _march(kx.numpy(), y.numpy(), eps=float(eps), zeros=zeros, where=np.where, arange=np.arange, **kw)
         for fl in fields(st):
             v = getattr(st, fl.name)
             if isinstance(v, np.ndarray):
@@ -112,15 +113,18 @@ def march(
             elif isinstance(v, list):
                 setattr(st, fl.name, [x if x is None else torch.from_numpy(np.ascontiguousarray(x)) for x in v])
         return st
-    return _march(kx, y, eps=eps, zeros=lambda *s: torch.zeros(s, dtype=kx.dtype, device=kx.device), **kw)
+    zeros = lambda *s: torch.zeros(s, dtype=kx.dtype, device=kx.device)  # noqa: E731
+    arange = lambda K: torch.arange(K, device=kx.device)  # noqa: E731
+    return _march(kx, y, eps=eps, zeros=zeros, where=torch.where, arange=arange, **kw)
 
 
 def _num(x) -> float:
     return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
 
 
-def _march(kx, y, *, depth, eps, a, steps, gia, exact_update, blowup, zeros) -> MarchState:
-    """The march on NumPy arrays or torch tensors (only operations common to both are used)."""
+def _march(kx, y, *, depth, eps, a, steps, gia, exact_update, blowup, zeros, **ops) -> MarchState:
+    """The march on NumPy arrays or torch tensors (only operations common to both are used;
+    ``zeros(*shape)``, ``where`` and ``arange`` come from the backend)."""
     L, m, Pa, P = depth, steps + 1, kx.shape[0], y.shape[0]
     lay = lambda make: [None] + [make() for _ in range(L)]  # noqa: E731  (index = layer)
     A, U = (lay(lambda: zeros(m, Pa, m)) for _ in range(2))
@@ -204,13 +208,12 @@ def _march(kx, y, *, depth, eps, a, steps, gia, exact_update, blowup, zeros) -> 
             at[l][k, :k] = atk
             utk = dk @ U[l][k, :P, :k]
             ut[l][k, :k] = utk
-            # S at^T with S = eps d psi d^T + G^{l+1}, on the times s < k where Ahat(j <= k) lives
+            # equal-time entry Psi(k, ., k); the entries Psi(j, ., k), j < k, only feed the
+            # assembly and are filled after the march in one batched pass (_fill_upper)
             dk_ = d[l][:k, :k]
             s_at = eps * (dk_ @ (psi[l - 1][:k, :k] @ (atk @ dk_))) + G[l + 1][:k, :k] @ atk
-            Psi[l][: k + 1, :, k] = Psi[l - 1][: k + 1, :, k] + eps * (
-                U[l][: k + 1, :, :k] @ psi[l - 1][k, :k]
-                + Psi[l - 1][: k + 1, :, :k] @ utk
-                + A[l][: k + 1, :, :k] @ s_at
+            Psi[l][k, :, k] = Psi[l - 1][k, :, k] + eps * (
+                U[l][k, :, :k] @ psi[l - 1][k, :k] + Psi[l - 1][k, :, :k] @ utk + A[l][k, :, :k] @ s_at
             )
             prow = dk @ Psi[l][k, :P, : k + 1]
             psi[l][k, : k + 1] = prow
@@ -227,4 +230,26 @@ def _march(kx, y, *, depth, eps, a, steps, gia, exact_update, blowup, zeros) -> 
                 f"the dynamics of gradient descent diverge"
             )
             break
+    _fill_upper(Psi, psi, A, U, d, at, ut, G, eps=eps, rows=k_done + 1 if reason else m, **ops)
     return MarchState(delta, f, A, U, d, V, bh, ct, at, ut, G, Psi, psi, hdiag, ntk, k_done, reason)
+
+
+def _fill_upper(Psi, psi, A, U, d, at, ut, G, *, eps, rows, where, arange) -> None:
+    """Fill ``Psi^l(j, ., s)`` for ``j < s < rows`` (the march computes ``s <= j`` only).
+
+    Whole-trajectory form of the march's Psi recursion (``theory.linear``; psi is symmetric):
+    ``Psi^l = Psi^{l-1} + eps (U psi^{l-1} + Psi^{l-1} ut^T + Ahat S at^T)``, with
+    ``S = eps dhat psi^{l-1} dhat^T + G^{l+1}``, layer by layer: three (K Pa x K) x (K x K) GEMMs
+    per layer instead of ``O(P_all k^2)`` work per time row inside the march.
+    """
+    K = rows
+    Pa = Psi[0].shape[1]
+    j = arange(K)
+    upper = (j[:, None] < j[None, :])[:, None, :]  # (K, 1, K): j < s
+    for l in range(1, len(Psi)):
+        P0 = Psi[l - 1][:K, :, :K]
+        dK, pK = d[l][:K, :K], psi[l - 1][:K, :K]
+        sat = (eps * (dK @ pK @ dK.T) + G[l + 1][:K, :K]) @ at[l][:K, :K].T
+        flat = lambda t: t[:K].reshape(K * Pa, t.shape[-1])[:, :K]  # noqa: E731
+        full = P0 + eps * (flat(U[l]) @ pK + flat(Psi[l - 1]) @ ut[l][:K, :K].T + flat(A[l]) @ sat).reshape(K, Pa, K)
+        Psi[l][:K, :, :K] = where(upper, full, Psi[l][:K, :, :K])
