@@ -91,6 +91,7 @@ def march(
     gia: bool,
     exact_update: bool,
     blowup: float,
+    backend: str = "auto",
 ) -> MarchState:
     """March the linear DMFT forward in time, one row (time step) at a time.
 
@@ -99,10 +100,14 @@ def march(
     All couplings are strictly causal in a linear network, so row ``k`` of every kernel and
     response follows in one sweep from rows ``< k`` and ``Delta(< k)``; then ``f~(k)`` and
     ``Delta(k)``. ``blowup``: stop (and report why) once the loss or a kernel grows by this
-    factor over its initial value, or anything becomes non-finite.
+    factor over its initial value, or anything becomes non-finite. ``backend``: "numpy" (CPU and
+    a float ``eps`` only), "torch", or "auto" (NumPy when it applies).
     """
+    numpy_ok = kx.device.type == "cpu" and not isinstance(eps, torch.Tensor)
+    if backend not in ("auto", "numpy", "torch") or (backend == "numpy" and not numpy_ok):
+        raise ValueError(f"backend: must be 'auto', 'torch' or (CPU, float eps) 'numpy', got {backend!r}")
     kw = dict(depth=depth, a=float(a), steps=steps, gia=gia, exact_update=exact_update, blowup=blowup)
-    if kx.device.type == "cpu" and not isinstance(eps, torch.Tensor):
+    if numpy_ok and backend != "torch":
         with _one_blas_thread():
             zeros = lambda *s: np.zeros(s, kx.numpy().dtype)  # noqa: E731
             st = _march(kx.numpy(), y.numpy(), eps=float(eps), zeros=zeros, where=np.where, arange=np.arange, **kw)
