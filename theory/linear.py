@@ -35,8 +35,10 @@ whose equal-time part ``(k, mu; k)`` is ``f~_mu(k)``. ``update="first_order"`` u
 
 Causality: ``C``, ``D``, ``A``, ``B`` are strictly lower triangular in time for a linear network,
 so row ``k`` of every kernel follows in ONE sweep from rows ``< k`` and ``Delta(< k)``: the
-solver marches in time (``theory.linear_march``, cost ``O(L P_all T^3)``), assembles the full
-``H^l`` with one GEMM per layer (``O(L (P_all T)^2 T)``), then re-evaluates the whole-trajectory
+solver marches in time (``theory.linear_march``, cost ``O(L P_all T^3)``, in practice bound by the
+per-operation overhead of ~60 small operations per layer and row), assembles the full ``H^l`` as
+rank-(T+1) symmetric updates (:func:`assemble`, ``O(L (P_all T)^2 T)``, the dominant cost for
+large P_all: the output itself is ``L (P_all T)^2``), then re-evaluates the whole-trajectory
 fixed-point map once as an independent check (``theory.linear_check``): that relative change is
 ``Solution.residual`` and must be below ``tol``. ``(I - C D)`` is unit triangular in discrete time,
 so the blow-up past the critical gamma0 shows as kernels and loss growing without bound (gradient
