@@ -57,7 +57,7 @@ def solve_mc(
     update: str = "exact",
     samples: int = 4000,
     response_samples: int = 64,
-    damping: float = 0.7,
+    damping: float = 1.0,
     tol: float | None = None,
     max_iterations: int = 30,
     average_iterations: int = 2,
@@ -214,7 +214,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
             if use_resp and depth > 1:
                 sr = response_samples
                 ja, jb = pathwise_jacobians(h[:sr], z[:sr], c, d, act, want_a=l <= depth - 1,
-                                           want_b=l >= 2)
+                                           want_b=l >= 2, u=u[:sr], r=r[:sr])
                 if l <= depth - 1:
                     new_a[l - 1] = ja
                 if l >= 2:
@@ -223,7 +223,13 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
                 av = act.dphi(h)
                 bv = act.ddphi(h) * z
                 _, dphi_r = tangent_fields(None, torch.ones_like(h), av, bv, c, d, pa)
+                if control_variate == "lazy":
+                    # lazy tangent phi'(u) C phi'(u): mean sum_s C(k,s) Phidot(k,s), exact
+                    au = act.dphi(u)
+                    dphi_r = dphi_r - au * (au @ c.T) + (c * e_dphi).sum(1)[None, :]
+                half = samples // 2
                 a_out = dphi_r.mean(0).reshape(t1, pa)
+                se_out = float((dphi_r[:half].mean(0) - dphi_r[half:].mean(0)).norm()) / 2.0
             timing["responses"] += time.perf_counter() - tic
         f_new = sample_output(a_out, new_phi[-1], delta_now, gamma0, eta, t1, pa, p)
 
@@ -240,7 +246,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         rels.append(float((f_new - f_ref).norm()) / f_scale)
         se_rel = [s / max(sz, 1e-300) for s, sz in zip(ses, sizes)]
         residual = max(rels)
-        noise = max(se_rel)
+        noise = max(se_rel + [se_out / (abs(gamma0) * f_scale)])
         history.append({"iteration": it, "residual": residual, "noise": noise})
         if progress:
             print(f"[solve_mc] it {it}: residual {residual:.3e} noise {noise:.3e}"
@@ -259,7 +265,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         f_ref = mix(f_ref, f_new)
         delta_ref = mix(delta_ref, delta_now)
         ntk = ntk_over_time(phis, gs, kx, t1, pa)
-        if update == "first_order":
+        if update == "first_order" or scheme == "gia":
             delta_now, f_out = march(y, ntk, eta)
         else:
             delta_now, f_out = march(y, ntk, eta, f_ref=f_ref, delta_ref=delta_ref)
@@ -268,7 +274,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
                 break
             continue
         floor = 3.0 * noise if tol is None else tol
-        if residual <= floor:
+        if residual <= floor and it >= depth + 2:
             status = Status.CONVERGED
             averaging = True
             if average_iterations == 0:
