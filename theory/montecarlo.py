@@ -102,14 +102,9 @@ def solve_mc(
 
         control_variate = "lazy" if has_closed_form(problem.activation) else "none"
     if scheme == "perturbative":
-        from .mc_perturbative import solve_perturbative
-
-        return solve_perturbative(problem, update=update, samples=samples,
-                                  response_samples=response_samples, damping=damping, tol=tol,
-                                  max_iterations=max_iterations,
-                                  average_iterations=average_iterations,
-                                  control_variate=control_variate, seed=seed, device=device,
-                                  dtype=dtype, progress=progress)
+        raise NotImplementedError(
+            "scheme='perturbative' is not implemented in the Monte Carlo solver yet "
+            "(planned: symmetric +/- gamma0 finite difference with common random numbers)")
     core = run_iterations(problem, gamma0=problem.gamma0, scheme=scheme, update=update,
                           samples=samples, response_samples=min(response_samples, samples),
                           damping=float(damping), tol=tol, max_iterations=max_iterations,
