@@ -97,6 +97,7 @@ def march(
     hdiag = [kx[None].expand(m, Pa, Pa)] + [zeros(m, Pa, Pa) for _ in range(L)]
     ntk = zeros(m, Pa, Pa)
     delta, f = zeros(m, P), zeros(m, Pa)
+    low = zeros(Pa)  # GIA only: first-order output from layers 0..L-2 (see the output update)
     kx_t = kx[:, :P]
     scale0 = None
     reason = None
@@ -146,6 +147,14 @@ def march(
                 # f~(k) = <z^L(k) h^L(k)> / gamma0 = Xhat^L(k, . ; k)
                 first = Psi[L - 1][k, :, :k] + eps * (U[L][k, :, :k] @ psi[L - 1][:k, :k])
                 f[k] = first @ bh[L][k, :k] + A[L][k].sum(-1) * V[L][k, : k + 1].sum()
+                if gia and L > 1:
+                    # GIA: <z^L h^L> / gamma0 holds the NTK terms of layers L, L-1 only (the
+                    # lower ones arrive through the responses A, which GIA drops); add those
+                    # first-order, so that gamma0 -> 0 gives the lazy dynamics.
+                    j = k - 1
+                    k_low = sum(G[l + 1][j, j] * hdiag[l][j][:, :P] for l in range(L - 1))
+                    low = low + a * (k_low @ delta[j])
+                    f[k] = f[k] + low
             else:
                 f[k] = f[k - 1] + a * (ntk[k - 1][:, :P] @ delta[k - 1])
         delta[k] = y - f[k, :P]
