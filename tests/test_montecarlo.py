@@ -40,9 +40,6 @@ def test_small_gamma0_recovers_lazy(activation, update):
         assert _rel(sol.g[l], ref.g[l]) < 5e-3
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: at 400 samples the O(gamma0) per-sample noise "
-                   "left by the control variate dominates the O(gamma0^2) shift; needs the "
-                   "symmetric +/- gamma0 common-random-number difference")
 def test_kernel_change_scales_as_gamma0_squared():
     """Common random numbers: (K(2g) - K0) / (K(g) - K0) -> 4 at small g (odd orders vanish)."""
     devs = []

@@ -105,12 +105,14 @@ def tangent_fields(dh0: torch.Tensor | None, dr: torch.Tensor | None, a: torch.T
 
 
 def pathwise_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: torch.Tensor,
-                       act: Activation, *, want_a: bool, want_b: bool, chunk: int = 8,
+                       act: Activation, *, want_a: bool, want_b: bool, want_x: bool = False,
+                       chunk: int = 8,
                        u: torch.Tensor | None = None, r: torch.Tensor | None = None):
     """Sample means of the exact per-sample Jacobians (THEORY.md section 2, pathwise).
 
     h, z: (S_r, n) fields of the samples to differentiate. Returns ``(A, B)`` (each (n, n) or
     None): ``A = < d phi(h) / d r >`` (strictly causal) and ``B = < d g / d u >`` (causal),
+    and with ``want_x`` a third, ``X = < d h / d r >`` (for the control variates),
     with ``[row, column] = [(k, mu), (s, nu)]`` in the flattened index. Cost per sample: one
     ``n x n x n`` product and one or two triangular solves, batched over ``chunk`` samples.
 
@@ -121,6 +123,7 @@ def pathwise_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: tor
     s_count, n = h.shape
     acc_a = torch.zeros(n, n, dtype=h.dtype, device=h.device) if want_a else None
     acc_b = torch.zeros(n, n, dtype=h.dtype, device=h.device) if want_b else None
+    acc_x = torch.zeros(n, n, dtype=h.dtype, device=h.device) if want_x else None
     eye = torch.eye(n, dtype=h.dtype, device=h.device)
     for start in range(0, s_count, chunk):
         hs, zs = h[start : start + chunk], z[start : start + chunk]
@@ -130,9 +133,12 @@ def pathwise_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: tor
         da = d[None] * a[:, None, :]  # D diag(a)
         cm = c[None] * b[:, None, :] + (ca @ d) * a[:, None, :]  # C M
         lmat = eye - cm  # unit lower triangular
-        if want_a:
+        if want_a or want_x:
             x = torch.linalg.solve_triangular(lmat, ca, upper=False, unitriangular=True)
-            acc_a += (a[:, :, None] * x).sum(0)
+            if want_a:
+                acc_a += (a[:, :, None] * x).sum(0)
+            if want_x:
+                acc_x += x.sum(0)
         if want_b:
             m = torch.diag_embed(b) + a[:, :, None] * da  # M = diag(b) + diag(a) D diag(a)
             # (M (I - CM)^{-1})^T = (I - CM)^{-T} M^T
@@ -146,4 +152,7 @@ def pathwise_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: tor
         acc_a /= s_count
     if want_b:
         acc_b /= s_count
+    if want_x:
+        acc_x /= s_count
+        return acc_a, acc_b, acc_x
     return acc_a, acc_b

@@ -24,17 +24,28 @@ from __future__ import annotations
 import torch
 
 
-def ntk_over_time(phis, gs, kx: torch.Tensor, t1: int, p_all: int) -> torch.Tensor:
-    """``K(k) = sum_{l=0..L} G^{l+1}(k,k) o Phi^l(k,k)`` (T+1, P_all, P_all); phis/gs (n, n)."""
+def ntk_over_time(phis, gs, kx: torch.Tensor, t1: int, p_all: int, *, top: int | None = None) -> torch.Tensor:
+    """``K(k) = sum_{l=0..top} G^{l+1}(k,k) o Phi^l(k,k)`` (T+1, P_all, P_all); phis/gs (n, n).
+
+    ``top`` defaults to ``L`` (the NTK); ``top = L - 2`` gives the lower layers' part that GIA's
+    exact update adds first-order (see ``theory.linear``)."""
     def diag_blocks(m):
         return torch.diagonal(m.reshape(t1, p_all, t1, p_all), dim1=0, dim2=2).permute(2, 0, 1)
 
     depth = len(phis)
+    top = depth if top is None else top
     k = diag_blocks(gs[0]) * kx[None]
-    for l in range(depth):
+    for l in range(top):
         g_above = diag_blocks(gs[l + 1]) if l + 1 < depth else 1.0
         k = k + g_above * diag_blocks(phis[l])
     return k
+
+
+def first_order_output(ntk: torch.Tensor, delta: torch.Tensor, eta: float) -> torch.Tensor:
+    """``(eta/P) sum_{s<k} K(s)[:, train] Delta(s)`` (T+1, P_all) for K (T+1, P_all, P_all)."""
+    p = delta.shape[1]
+    steps = (eta / p) * torch.einsum("kab,kb->ka", ntk[:, :, :p], delta)
+    return torch.cat([torch.zeros_like(steps[:1]), torch.cumsum(steps, 0)[:-1]])
 
 
 def sample_output(a_out: torch.Tensor, phi_top: torch.Tensor, delta_used: torch.Tensor,

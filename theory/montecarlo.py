@@ -23,16 +23,19 @@ import time
 import torch
 
 from .lazy import lazy_dynamics, lazy_kernels
-from .mc_estimators import lazy_moments, second_moment
+from .mc_control import Linearization, estimate_kernels
 from .mc_fields import coupling, pathwise_jacobians, solve_fields, tangent_fields
-from .mc_outputs import march, ntk_over_time, sample_output
+from .mc_outputs import first_order_output, march, ntk_over_time, sample_output
 from .mc_sampling import constant_in_time_factor, draw, factor_psd, ones_factor
 from .problem import Problem
 from .solution import Solution, Status
 
 SCHEMES = ("dmft", "gia", "perturbative")
 UPDATES = ("exact", "first_order")
-CONTROL_VARIATES = ("auto", "lazy", "none")
+CONTROL_VARIATES = ("auto", "linearized", "lazy", "none")
+#: Smallest relative change the default stopping rule waits for (when the noise is ~0, e.g.
+#: linear networks, whose linearized control variate is exact).
+TOL_FLOOR = 1e-6
 #: Kernels larger than this multiple of the lazy ones count as diverged.
 BLOWUP = 1e6
 
@@ -66,6 +69,7 @@ def solve_mc(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float64,
     progress: bool = False,
+    gauss_seidel: bool = True,
 ) -> Solution:
     """Self-consistent DMFT of ``problem`` by alternating Monte Carlo (THEORY.md section 2).
 
@@ -77,9 +81,9 @@ def solve_mc(
     damping: mixing weight ``beta`` of the new estimate, in (0, 1].
     tol: relative change at which to stop; None stops at the Monte Carlo noise floor.
     average_iterations: extra iterations averaged (running mean) after convergence.
-    control_variate: "lazy" (lazy fields with exact expectations), "none", or "auto" (lazy where
-        the activation has closed-form Gaussian moments -- linear, relu, erf -- else none: the
-        quadrature over all (n^2 / 2) pairs costs more than it saves on a CPU).
+    control_variate: "linearized" (fields linearised in the sources with the previous
+        iteration's mean Jacobians; exact for linear networks), "lazy" (the gamma0 = 0 fields),
+        "none"; "auto" is "linearized". See ``theory.mc_control``.
     Returns a :class:`theory.Solution`; ``info`` holds standard errors, samples and timings.
     """
     scheme = _check_choice("scheme", scheme, SCHEMES)
@@ -98,9 +102,7 @@ def solve_mc(
     if problem.gamma0 <= 0:
         raise ValueError("gamma0: the Monte Carlo solver needs gamma0 > 0 (use solve() for the lazy limit)")
     if control_variate == "auto":
-        from .lazy import has_closed_form
-
-        control_variate = "lazy" if has_closed_form(problem.activation) else "none"
+        control_variate = "linearized"
     if scheme == "perturbative":
         raise NotImplementedError(
             "scheme='perturbative' is not implemented in the Monte Carlo solver yet "
@@ -110,7 +112,7 @@ def solve_mc(
                           damping=float(damping), tol=tol, max_iterations=max_iterations,
                           average_iterations=average_iterations,
                           control_variate=control_variate, seed=seed, device=device,
-                          dtype=dtype, progress=progress)
+                          dtype=dtype, progress=progress, gauss_seidel=gauss_seidel)
     return assemble(problem, scheme, core)
 
 
@@ -136,7 +138,7 @@ def assemble(problem: Problem, scheme: str, core: dict) -> Solution:
 def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str, samples: int,
                    response_samples: int, damping: float, tol, max_iterations: int,
                    average_iterations: int, control_variate: str, seed: int, device, dtype,
-                   progress: bool) -> dict:
+                   progress: bool, gauss_seidel: bool = True) -> dict:
     """The fixed-point loop. ``gamma0`` may differ from ``problem.gamma0`` (perturbative scheme:
     it may even be negative). Returns a dict of (n, n) kernels, outputs and the report."""
     t_start = time.perf_counter()
@@ -149,6 +151,9 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
     y = problem.y_train.to(**kw)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     use_resp = scheme == "dmft"
+    want_jac = use_resp or control_variate == "linearized"
+    lins = [None] * depth
+    remainder = 0.0
 
     lk = lazy_kernels(kx, depth, act)
     rep = lambda m: m.repeat(t1, t1)  # noqa: E731
@@ -177,56 +182,59 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         a_out = None
         for l in range(1, depth + 1):
             tic = time.perf_counter()
-            fu = f_x if l == 1 else factor_psd(phis[l - 2])
+            # Gauss-Seidel upward: layer l sees this sweep's Phi^{l-1} and A^{l-1}
+            gs_up = gauss_seidel and l >= 2
+            phi_below = new_phi[l - 2] if gs_up else (phis[l - 2] if l >= 2 else None)
+            a_below = (new_a[l - 2] if gs_up else a_resp[l - 2]) if (l >= 2 and use_resp) else None
+            fu = f_x if l == 1 else factor_psd(phi_below)
             fr = f_one if l == depth else factor_psd(gs[l])
             u, _ = draw(fu, samples, gen)
             r, _ = draw(fr, samples, gen)
-            cov_u_k = kx_full if l == 1 else phis[l - 2]
+            cov_u_k = kx_full if l == 1 else phi_below
             cov_r_k = ones_nn if l == depth else gs[l]
-            c = coupling(a_resp[l - 2] if (l >= 2 and use_resp) else None, cov_u_k, delta_vec, scale, pa)
+            c = coupling(a_below, cov_u_k, delta_vec, scale, pa)
             d = coupling(b_resp[l - 1] if (l <= depth - 1 and use_resp) else None, cov_r_k, delta_vec, scale, pa)
             timing["sampling"] += time.perf_counter() - tic
             tic = time.perf_counter()
             h, z, g, ph = solve_fields(u, r, c, d, act, pa)
             timing["fields"] += time.perf_counter() - tic
             tic = time.perf_counter()
-            if control_variate == "lazy":
-                cu = fu @ fu.T
-                e_phi, e_dphi = lazy_moments(act, cu)
-                cr = fr @ fr.T
-                timing["control"] += time.perf_counter() - tic
-                tic = time.perf_counter()
-                k_phi, se_p = second_moment(ph, act.phi(u), e_phi)
-                k_g, se_g = second_moment(g, act.dphi(u) * r, e_dphi * cr)
-            else:
-                k_phi, se_p = second_moment(ph)
-                k_g, se_g = second_moment(g)
+            est = estimate_kernels(act, u, r, ph, g, fu @ fu.T, fr @ fr.T, lins[l - 1],
+                                   control_variate)
+            k_phi, k_g, se_p, se_g = est.phi, est.g, est.se_phi, est.se_g
+            remainder = max(remainder, est.remainder)
             new_phi.append(k_phi)
             new_g.append(k_g)
             ses += [se_p, se_g]
             timing["kernels"] += time.perf_counter() - tic
             tic = time.perf_counter()
-            if use_resp and depth > 1:
+            if want_jac and (depth > 1 or control_variate == "linearized"):
                 sr = response_samples
-                ja, jb = pathwise_jacobians(h[:sr], z[:sr], c, d, act, want_a=l <= depth - 1,
-                                           want_b=l >= 2, u=u[:sr], r=r[:sr])
-                if l <= depth - 1:
+                ja, jb, jx = pathwise_jacobians(h[:sr], z[:sr], c, d, act, want_a=True,
+                                                want_b=True, want_x=True, u=u[:sr], r=r[:sr])
+                if use_resp and l <= depth - 1:
                     new_a[l - 1] = ja
-                if l >= 2:
+                if use_resp and l >= 2:
                     new_b[l - 2] = jb
+                if control_variate == "linearized":
+                    lins[l - 1] = Linearization.from_responses(c, d, ja, jb, jx)
             if l == depth:  # one-direction tangent along the scalar r^L, all samples
                 av = act.dphi(h)
                 bv = act.ddphi(h) * z
                 _, dphi_r = tangent_fields(None, torch.ones_like(h), av, bv, c, d, pa)
-                if control_variate == "lazy":
-                    # lazy tangent phi'(u) C phi'(u): mean sum_s C(k,s) Phidot(k,s), exact
-                    au = act.dphi(u)
-                    dphi_r = dphi_r - au * (au @ c.T) + (c * e_dphi).sum(1)[None, :]
+                if est.a_y is not None:
+                    # first-order tangent a_y o (C a_y), a_y = phi'(Jhu u): mean exactly
+                    # sum_s C(k,s) E[a_y(k) a_y(s)] (theory.mc_control)
+                    au = est.a_y
+                    dphi_r = dphi_r - au * (au @ c.T) + (c * est.e_dphi).sum(1)[None, :]
                 half = samples // 2
                 a_out = dphi_r.mean(0).reshape(t1, pa)
                 se_out = float((dphi_r[:half].mean(0) - dphi_r[half:].mean(0)).norm()) / 2.0
             timing["responses"] += time.perf_counter() - tic
         f_new = sample_output(a_out, new_phi[-1], delta_now, gamma0, eta, t1, pa, p)
+        if scheme == "gia" and depth > 1:  # lower layers first-order (see theory.linear)
+            low = ntk_over_time(new_phi, new_g, kx, t1, pa, top=depth - 1)
+            f_new = f_new + first_order_output(low, delta_now, eta)
 
         bad = not all(torch.isfinite(m).all() for m in new_phi + new_g + [f_new])
         sizes = [float(torch.linalg.matrix_norm(m)) for m in new_phi + new_g]
@@ -260,7 +268,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         f_ref = mix(f_ref, f_new)
         delta_ref = mix(delta_ref, delta_now)
         ntk = ntk_over_time(phis, gs, kx, t1, pa)
-        if update == "first_order" or scheme == "gia":
+        if update == "first_order":
             delta_now, f_out = march(y, ntk, eta)
         else:
             delta_now, f_out = march(y, ntk, eta, f_ref=f_ref, delta_ref=delta_ref)
@@ -268,7 +276,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
             if n_avg >= average_iterations:
                 break
             continue
-        floor = 3.0 * noise if tol is None else tol
+        floor = max(3.0 * noise, TOL_FLOOR) if tol is None else tol
         if residual <= floor and it >= depth + 2:
             status = Status.CONVERGED
             averaging = True
@@ -286,6 +294,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         "damping": damping,
         "update": update,
         "control_variate": control_variate,
+        "mehler_remainder": remainder,
         "standard_error": {"phi": se_rel[0::2], "g": se_rel[1::2]},
         "history": history,
         "timings": {**timing, "total": time.perf_counter() - t_start},
