@@ -233,7 +233,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
             timing["responses"] += time.perf_counter() - tic
         f_new = sample_output(a_out, new_phi[-1], delta_now, gamma0, eta, t1, pa, p)
         if scheme == "gia" and depth > 1:  # lower layers first-order (see theory.linear)
-            low = ntk_over_time(new_phi, new_g, kx, t1, pa, top=depth - 1)
+            low = ntk_over_time(new_phi, new_g, kx, t1, pa, top=depth - 2)
             f_new = f_new + first_order_output(low, delta_now, eta)
 
         bad = not all(torch.isfinite(m).all() for m in new_phi + new_g + [f_new])
