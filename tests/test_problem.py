@@ -133,3 +133,13 @@ def test_custom_activation_object_is_accepted_and_not_given_builtin_closed_forms
     assert act.name != "relu"
     p = Problem(x, y, depth=1, activation=Cube(), eta=1e-3)
     assert math.isfinite(p.eta_limit())
+
+
+def test_problems_with_builtin_activations_pickle(data):
+    import pickle
+
+    x, y, xt, yt = data
+    for name in activation_names():
+        p = Problem(x, y, xt, yt, activation=name, eta=0.01)
+        q = pickle.loads(pickle.dumps(p))
+        assert q.fingerprint() == p.fingerprint() and q.activation.name == name

@@ -73,16 +73,20 @@ def _sigmoid_d1(h: torch.Tensor) -> torch.Tensor:
     return s * (1.0 - s)
 
 
+def _identity(h: torch.Tensor) -> torch.Tensor:
+    return h
+
+
+def _step(h: torch.Tensor) -> torch.Tensor:
+    return (h > 0).to(h.dtype)
+
+
+# module-level functions (not lambdas) so that problems and results pickle across processes
 BUILTIN: dict[str, Activation] = {
     a.name: a
     for a in (
-        Activation("linear", lambda h: h, torch.ones_like, torch.zeros_like),
-        Activation(
-            "relu",
-            torch.relu,
-            lambda h: (h > 0).to(h.dtype),
-            torch.zeros_like,
-        ),
+        Activation("linear", _identity, torch.ones_like, torch.zeros_like),
+        Activation("relu", torch.relu, _step, torch.zeros_like),
         Activation("tanh", torch.tanh, _tanh_d1, _tanh_d2),
         Activation("erf", torch.erf, _erf_d1, _erf_d2),
         Activation("softplus", torch.nn.functional.softplus, torch.sigmoid, _sigmoid_d1),
