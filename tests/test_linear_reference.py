@@ -61,6 +61,12 @@ def plain_linear_dmft(prob: Problem, *, gia: bool, exact: bool) -> dict:
             # f~ = <h^L g^L> / gamma0 at equal times, h = (I-CD)^{-1}(u + C r), g = (I-DC)^{-1}(r + D u)
             X = (Minv @ H[L - 1] @ B[L - 1].T + A[L] @ G[L + 1] @ Qinv.T) / g0
             f = torch.diagonal(X.reshape(m, Pa, m), dim1=0, dim2=2).T
+            if gia and L > 1:
+                # GIA drops the responses through which layers 0..L-2 reach the output; their
+                # NTK terms enter first-order instead (theory/linear.py, output update)
+                k_low = sum(torch.diagonal(G[l + 1])[:, None, None] * hd[l] for l in range(L - 1))
+                steps = prob.eta / P * torch.einsum("kab,kb->ka", k_low[:, :, :P], delta)
+                f = f + torch.cat([torch.zeros(1, Pa, **f64), torch.cumsum(steps, 0)[:-1]])
         else:
             steps = prob.eta / P * torch.einsum("kab,kb->ka", ntk[:, :, :P], delta)
             f = torch.cat([torch.zeros(1, Pa, **f64), torch.cumsum(steps, 0)[:-1]])

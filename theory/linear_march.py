@@ -145,6 +145,7 @@ def _march(kx, y, *, depth, eps, a, steps, gia, exact_update, blowup, zeros, **o
     delta, f = zeros(m, P), zeros(m, Pa)
     kx_t, kx_tt = kx[:, :P], kx[:P, :P]
     Crow = [None] * (L + 1)
+    low = zeros(Pa)  # GIA only: first-order output from layers 0..L-2 (see the output update)
     scale0 = None
     reason = None
     k_done = m
@@ -198,6 +199,14 @@ def _march(kx, y, *, depth, eps, a, steps, gia, exact_update, blowup, zeros, **o
             if exact_update:
                 # f~(k) = <z^L(k) h^L(k)> / gamma0 = Xhat^L(k, . ; k)
                 f[k] = first @ bh[L][k, :k] + A[L][k, :, :k].sum(-1) * V[L][k, : k + 1].sum()
+                if gia and L > 1:
+                    # GIA: <z^L h^L> / gamma0 holds the NTK terms of layers L, L-1 only (the
+                    # lower ones arrive through the responses A, which GIA drops); add those
+                    # first-order, so that gamma0 -> 0 gives the lazy dynamics.
+                    j = k - 1
+                    k_low = sum(G[l + 1][j, j] * hdiag[l][j][:, :P] for l in range(L - 1))
+                    low = low + a * (k_low @ delta[j])
+                    f[k] = f[k] + low
             else:
                 f[k] = f[k - 1] + a * (ntk[k - 1][:, :P] @ delta[k - 1])
         dk = y - f[k, :P]
