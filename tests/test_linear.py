@@ -167,6 +167,7 @@ def test_past_critical_gamma0_reports_divergence_and_strict_raises():
         {"tol": -1.0},
         {"max_iterations": 0},
         {"dtype": torch.int64},
+        {"threads": 0},
     ],
 )
 def test_invalid_options_raise(kw):

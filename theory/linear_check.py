@@ -64,6 +64,10 @@ def residual(st, H: list, kx: torch.Tensor, y: torch.Tensor, *, depth, eps, a, g
             X = X.reshape(m, Pa, m)
     if exact_update:
         f = torch.diagonal(X, dim1=0, dim2=2).T  # (m, Pa): f(k) = Xhat(k, . ; k)
+        if gia and L > 1:  # first-order terms of layers 0..L-2 (see theory.linear)
+            k_low = sum(torch.diagonal(st.G[l + 1])[:, None, None] * st.hdiag[l] for l in range(L - 1))
+            steps = a * torch.einsum("kab,kb->ka", k_low[:, :, :P], dl)
+            f = f + torch.cat([torch.zeros_like(steps[:1]), torch.cumsum(steps, 0)[:-1]])
     else:
         steps = a * torch.einsum("kab,kb->ka", st.ntk[:, :, :P], dl)
         f = torch.cat([torch.zeros_like(steps[:1]), torch.cumsum(steps, 0)[:-1]])

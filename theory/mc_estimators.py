@@ -1,0 +1,40 @@
+"""Kernel estimators with lazy control variates and split-half standard errors.
+
+THEORY.md section 2 ("variance reduction"): the lazy fields -- the same sources with
+``gamma0 = 0``, i.e. ``h = u`` and ``g = phi'(u) r`` -- have exactly known second moments
+(THEORY.md section 3; ``theory.mc_mehler.pair_moments``; see ``theory.mc_control``)::
+
+    E[phi(u) phi(u)^T]                 = Phi_lazy(cov_u)
+    E[(phi'(u) r)(phi'(u) r)^T]        = Phidot_lazy(cov_u) o cov_r      (u, r independent)
+
+so ``mean(X X^T) - mean(Y Y^T) + E[Y Y^T]`` is unbiased for ``E[X X^T]`` and carries only the
+noise of the (small at small gamma0) difference ``X X^T - Y Y^T``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def second_moment(x: torch.Tensor, y: torch.Tensor | None = None,
+                  y_mean: torch.Tensor | None = None):
+    """Estimate ``E[x x^T]`` (x: (S, n) samples) with optional control variate ``y`` whose exact
+    ``E[y y^T]`` is ``y_mean``. Returns ``(estimate (n, n), standard_error_frobenius)`` where the
+    standard error comes from the two halves of the sample (``|K_1 - K_2| / 2``).
+    """
+    s = x.shape[0]
+    half = s // 2
+    parts = []
+    for sl in (slice(0, half), slice(half, s)):
+        xs = x[sl]
+        m = xs.T @ xs
+        if y is not None:
+            ys = y[sl]
+            m = m - ys.T @ ys
+        parts.append(m / max(xs.shape[0], 1))
+    est = (parts[0] * half + parts[1] * (s - half)) / s
+    if y is not None:
+        est = est + y_mean
+    est = 0.5 * (est + est.T)
+    se = float(torch.linalg.matrix_norm(parts[0] - parts[1])) / 2.0 if half else float("inf")
+    return est, se

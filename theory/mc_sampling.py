@@ -1,0 +1,45 @@
+"""Gaussian sources for the Monte Carlo solver: one factorisation per layer and iteration.
+
+THEORY.md section 2: ``u^l ~ GP(0, Phi^{l-1})`` and ``r^l ~ GP(0, G^{l+1})`` jointly over all
+(time, point) pairs. A covariance ``(n, n)`` is factored once by ``eigh`` with clipping of the
+negative / negligible eigenvalues, ``cov ~= F F^T`` with ``F`` of shape ``(n, rank)``; a batch of
+sources is ``xi @ F^T`` with ``xi ~ N(0, I)`` of shape ``(S, rank)`` (one matmul, no loop).
+The two boundary cases have exact low-rank factors: ``u^1`` (``Kx`` constant in time, rank
+``P_all``) and ``r^L`` (``G^{L+1} = 1``: one scalar per sample, rank one).
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Eigenvalues below ``CLIP * lambda_max`` are dropped from the factor.
+CLIP = 1e-12
+
+
+def factor_psd(cov: torch.Tensor, clip: float = CLIP) -> torch.Tensor:
+    """``F`` (n, rank) with ``F F^T`` the PSD part of the symmetrised ``cov`` (eigh with clipping)."""
+    sym = 0.5 * (cov + cov.T)
+    lam, vec = torch.linalg.eigh(sym)
+    top = lam[-1].clamp(min=0.0)
+    keep = lam > clip * top
+    if not bool(keep.any()):
+        return torch.zeros(cov.shape[0], 1, dtype=cov.dtype, device=cov.device)
+    return vec[:, keep] * lam[keep].sqrt()[None, :]
+
+
+def constant_in_time_factor(kx: torch.Tensor, steps_plus_one: int) -> torch.Tensor:
+    """Factor of ``Kx`` repeated over all time pairs: ``(T+1) P_all x rank(Kx)``."""
+    f = factor_psd(kx)
+    return f.repeat(steps_plus_one, 1)
+
+
+def ones_factor(n: int, dtype, device) -> torch.Tensor:
+    """Factor of the all-ones covariance ``G^{L+1} = 1``: a column of ones."""
+    return torch.ones(n, 1, dtype=dtype, device=device)
+
+
+def draw(factor: torch.Tensor, samples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sources (S, n), xi (S, rank))`` with ``sources = xi F^T ~ N(0, F F^T)``."""
+    xi = torch.randn(samples, factor.shape[1], generator=generator, dtype=factor.dtype,
+                     device=factor.device)
+    return xi @ factor.T, xi

@@ -1,0 +1,306 @@
+"""Alternating Monte Carlo solver of the nonlinear DMFT (THEORY.md sections 2 and 5).
+
+Loop (section 2, "The alternating Monte Carlo solver"):
+1. start from the lazy kernels (constant in time), ``A = B = 0``, ``Delta`` from the lazy NTK;
+2. per layer: factor the source covariances once (eigh with clipping), draw ``S`` samples, step
+   the fields forward in time for all samples at once, estimate ``Phi``, ``G`` with the lazy
+   control variates, and the responses by exact pathwise Jacobians of a subset of samples;
+3. march the outputs in time (``theory.mc_outputs``);
+4. mix with damping ``beta``; stop when the change is at the Monte Carlo noise floor, then
+   average a few more iterations (running mean) to lower the noise.
+
+Responses are returned as ``response_a[l-1] = A^l`` and ``response_b[l-1] = B^l`` for
+``l = 1 .. L-1``, each of shape ``(T+1, P_all, T+1, P_all)`` indexed ``[k, mu, s, nu]`` =
+``d phi(h^l(k,mu)) / d r^l(s,nu)`` (strictly causal, ``s < k``) and
+``d g^{l+1}(k,mu) / d u^{l+1}(s,nu)`` (``s <= k``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from .lazy import lazy_dynamics, lazy_kernels
+from .mc_control import Linearization, estimate_kernels
+from .mc_fields import coupling, pathwise_jacobians, solve_fields, tangent_fields
+from .mc_outputs import first_order_output, march, ntk_over_time, sample_output
+from .mc_sampling import constant_in_time_factor, draw, factor_psd, ones_factor
+from .problem import Problem
+from .solution import Solution, Status
+
+SCHEMES = ("dmft", "gia", "perturbative")
+UPDATES = ("exact", "first_order")
+CONTROL_VARIATES = ("auto", "linearized", "lazy", "none")
+#: Smallest relative change the default stopping rule waits for (when the noise is ~0, e.g.
+#: linear networks, whose linearized control variate is exact).
+TOL_FLOOR = 1e-6
+#: Kernels larger than this multiple of the lazy ones count as diverged.
+BLOWUP = 1e6
+
+
+def _check_choice(name, value, allowed):
+    v = str(value).lower() if not hasattr(value, "value") else str(value.value)
+    if v not in allowed:
+        raise ValueError(f"{name}: unknown value {value!r}; valid values are {list(allowed)}")
+    return v
+
+
+def _check_int(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name}: must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+def solve_mc(
+    problem: Problem,
+    *,
+    scheme: str = "dmft",
+    update: str = "exact",
+    samples: int = 4000,
+    response_samples: int = 64,
+    damping: float = 1.0,
+    tol: float | None = None,
+    max_iterations: int = 30,
+    average_iterations: int = 2,
+    control_variate: str = "auto",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+    gauss_seidel: bool = True,
+) -> Solution:
+    """Self-consistent DMFT of ``problem`` by alternating Monte Carlo (THEORY.md section 2).
+
+    scheme: "dmft" (with responses), "gia" (``A = B = 0``), "perturbative" (``q(0) + gamma0^2 q_2``
+        with ``q_2`` from common random numbers, see :func:`theory.mc_perturbative.solve_perturbative`).
+    update: "exact" (discrete-time gradient descent, default) or "first_order" (gradient flow).
+    samples: Monte Carlo samples per layer and iteration (kernels); response_samples: samples
+        whose exact pathwise Jacobians give the responses (``<= samples``).
+    damping: mixing weight ``beta`` of the new estimate, in (0, 1].
+    tol: relative change at which to stop; None stops at the Monte Carlo noise floor.
+    average_iterations: extra iterations averaged (running mean) after convergence.
+    control_variate: "linearized" (fields linearised in the sources with the previous
+        iteration's mean Jacobians; exact for linear networks), "lazy" (the gamma0 = 0 fields),
+        "none"; "auto" is "linearized". See ``theory.mc_control``.
+    Returns a :class:`theory.Solution`; ``info`` holds standard errors, samples and timings.
+    """
+    scheme = _check_choice("scheme", scheme, SCHEMES)
+    update = _check_choice("update", update, UPDATES)
+    control_variate = _check_choice("control_variate", control_variate, CONTROL_VARIATES)
+    _check_int("samples", samples, 4)
+    _check_int("response_samples", response_samples, 1)
+    _check_int("max_iterations", max_iterations, 1)
+    _check_int("average_iterations", average_iterations, 0)
+    if not (isinstance(damping, (int, float)) and 0.0 < float(damping) <= 1.0):
+        raise ValueError(f"damping: must be a number in (0, 1], got {damping!r}")
+    if tol is not None and not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol: must be None or a positive number, got {tol!r}")
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem: expected theory.Problem, got {type(problem).__name__}")
+    if problem.gamma0 <= 0:
+        raise ValueError("gamma0: the Monte Carlo solver needs gamma0 > 0 (use solve() for the lazy limit)")
+    if control_variate == "auto":
+        control_variate = "linearized"
+    if scheme == "perturbative":
+        raise NotImplementedError(
+            "scheme='perturbative' is not implemented in the Monte Carlo solver yet "
+            "(planned: symmetric +/- gamma0 finite difference with common random numbers)")
+    core = run_iterations(problem, gamma0=problem.gamma0, scheme=scheme, update=update,
+                          samples=samples, response_samples=min(response_samples, samples),
+                          damping=float(damping), tol=tol, max_iterations=max_iterations,
+                          average_iterations=average_iterations,
+                          control_variate=control_variate, seed=seed, device=device,
+                          dtype=dtype, progress=progress, gauss_seidel=gauss_seidel)
+    return assemble(problem, scheme, core)
+
+
+def assemble(problem: Problem, scheme: str, core: dict) -> Solution:
+    """Build the :class:`Solution` from the state returned by :func:`run_iterations`."""
+    t1, pa, p = problem.steps + 1, problem.n_points, problem.n_train
+    to4 = lambda m: m.reshape(t1, pa, t1, pa)  # noqa: E731
+    f = core["f"]
+    y = problem.y_train.to(f)
+    resp_a = resp_b = None
+    if scheme == "dmft":
+        resp_a = tuple(to4(a) for a in core["A"])
+        resp_b = tuple(to4(b) for b in core["B"])
+    return Solution(
+        problem=problem, scheme=scheme, t=problem.times.to(f), loss=((f[:, :p] - y) ** 2).mean(-1),
+        f_train=f[:, :p], f_test=f[:, p:] if problem.n_test else None, ntk=core["ntk"],
+        phi=tuple(to4(m) for m in core["phi"]), g=tuple(to4(m) for m in core["g"]),
+        status=core["status"], iterations=core["iterations"], residual=core["residual"],
+        response_a=resp_a, response_b=resp_b, info=core["info"],
+    )
+
+
+def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str, samples: int,
+                   response_samples: int, damping: float, tol, max_iterations: int,
+                   average_iterations: int, control_variate: str, seed: int, device, dtype,
+                   progress: bool, gauss_seidel: bool = True) -> dict:
+    """The fixed-point loop. ``gamma0`` may differ from ``problem.gamma0`` (perturbative scheme:
+    it may even be negative). Returns a dict of (n, n) kernels, outputs and the report."""
+    t_start = time.perf_counter()
+    act = problem.activation
+    depth, eta = problem.depth, problem.eta
+    t1, pa, p = problem.steps + 1, problem.n_points, problem.n_train
+    n = t1 * pa
+    kw = dict(dtype=dtype, device=device)
+    kx = problem.kx.to(**kw)
+    y = problem.y_train.to(**kw)
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    use_resp = scheme == "dmft"
+    want_jac = use_resp or control_variate == "linearized"
+    lins = [None] * depth
+    remainder = 0.0
+
+    lk = lazy_kernels(kx, depth, act)
+    rep = lambda m: m.repeat(t1, t1)  # noqa: E731
+    phis = [rep(m) for m in lk.phi]
+    gs = [rep(m) for m in lk.g]
+    a_resp = [torch.zeros(n, n, **kw) for _ in range(depth - 1)]
+    b_resp = [torch.zeros(n, n, **kw) for _ in range(depth - 1)]
+    delta, f_lazy = lazy_dynamics(lk.ntk, y, eta, problem.steps)
+    f_ref, delta_ref, delta_now = f_lazy.clone(), delta.clone(), delta.clone()
+    kx_full = rep(kx)
+    ones_nn = torch.ones(n, n, **kw)
+    f_x = constant_in_time_factor(kx, t1)
+    f_one = ones_factor(n, dtype, device)
+    norms0 = [float(torch.linalg.matrix_norm(m)) for m in phis + gs]
+    scale = eta * gamma0 / p
+
+    status, residual, it, n_avg = Status.MAX_ITERATIONS, math.inf, 0, 0
+    history, se_rel = [], [0.0] * (2 * depth)
+    timing = {"sampling": 0.0, "fields": 0.0, "kernels": 0.0, "responses": 0.0, "control": 0.0}
+    averaging = False
+    for it in range(1, max_iterations + average_iterations + 1):
+        delta_vec = torch.zeros(t1, pa, **kw)
+        delta_vec[:, :p] = delta_now
+        delta_vec = delta_vec.reshape(n)
+        new_phi, new_g, new_a, new_b, ses = [], [], [None] * (depth - 1), [None] * (depth - 1), []
+        a_out = None
+        for l in range(1, depth + 1):
+            tic = time.perf_counter()
+            # Gauss-Seidel upward: layer l sees this sweep's Phi^{l-1} and A^{l-1}
+            gs_up = gauss_seidel and l >= 2
+            phi_below = new_phi[l - 2] if gs_up else (phis[l - 2] if l >= 2 else None)
+            a_below = (new_a[l - 2] if gs_up else a_resp[l - 2]) if (l >= 2 and use_resp) else None
+            fu = f_x if l == 1 else factor_psd(phi_below)
+            fr = f_one if l == depth else factor_psd(gs[l])
+            u, _ = draw(fu, samples, gen)
+            r, _ = draw(fr, samples, gen)
+            cov_u_k = kx_full if l == 1 else phi_below
+            cov_r_k = ones_nn if l == depth else gs[l]
+            c = coupling(a_below, cov_u_k, delta_vec, scale, pa)
+            d = coupling(b_resp[l - 1] if (l <= depth - 1 and use_resp) else None, cov_r_k, delta_vec, scale, pa)
+            timing["sampling"] += time.perf_counter() - tic
+            tic = time.perf_counter()
+            h, z, g, ph = solve_fields(u, r, c, d, act, pa)
+            timing["fields"] += time.perf_counter() - tic
+            tic = time.perf_counter()
+            est = estimate_kernels(act, u, r, ph, g, fu @ fu.T, fr @ fr.T, lins[l - 1],
+                                   control_variate)
+            k_phi, k_g, se_p, se_g = est.phi, est.g, est.se_phi, est.se_g
+            remainder = max(remainder, est.remainder)
+            new_phi.append(k_phi)
+            new_g.append(k_g)
+            ses += [se_p, se_g]
+            timing["kernels"] += time.perf_counter() - tic
+            tic = time.perf_counter()
+            if want_jac and (depth > 1 or control_variate == "linearized"):
+                sr = response_samples
+                ja, jb, jx = pathwise_jacobians(h[:sr], z[:sr], c, d, act, want_a=True,
+                                                want_b=True, want_x=True, u=u[:sr], r=r[:sr])
+                if use_resp and l <= depth - 1:
+                    new_a[l - 1] = ja
+                if use_resp and l >= 2:
+                    new_b[l - 2] = jb
+                if control_variate == "linearized":
+                    lins[l - 1] = Linearization.from_responses(c, d, ja, jb, jx)
+            if l == depth:  # one-direction tangent along the scalar r^L, all samples
+                av = act.dphi(h)
+                bv = act.ddphi(h) * z
+                _, dphi_r = tangent_fields(None, torch.ones_like(h), av, bv, c, d, pa)
+                if est.a_y is not None:
+                    # first-order tangent a_y o (C a_y), a_y = phi'(Jhu u): mean exactly
+                    # sum_s C(k,s) E[a_y(k) a_y(s)] (theory.mc_control)
+                    au = est.a_y
+                    dphi_r = dphi_r - au * (au @ c.T) + (c * est.e_dphi).sum(1)[None, :]
+                half = samples // 2
+                a_out = dphi_r.mean(0).reshape(t1, pa)
+                se_out = float((dphi_r[:half].mean(0) - dphi_r[half:].mean(0)).norm()) / 2.0
+            timing["responses"] += time.perf_counter() - tic
+        f_new = sample_output(a_out, new_phi[-1], delta_now, gamma0, eta, t1, pa, p)
+        if scheme == "gia" and depth > 1:  # lower layers first-order (see theory.linear)
+            low = ntk_over_time(new_phi, new_g, kx, t1, pa, top=depth - 2)
+            f_new = f_new + first_order_output(low, delta_now, eta)
+
+        bad = not all(torch.isfinite(m).all() for m in new_phi + new_g + [f_new])
+        sizes = [float(torch.linalg.matrix_norm(m)) for m in new_phi + new_g]
+        if bad or any(s > BLOWUP * max(s0, 1e-300) for s, s0 in zip(sizes, norms0)):
+            status = Status.DIVERGED
+            break
+        # residual: relative change of the kernels and outputs against the current state
+        olds = phis + gs
+        rels = [float(torch.linalg.matrix_norm(nw - od)) / max(float(torch.linalg.matrix_norm(od)), 1e-300)
+                for nw, od in zip(new_phi + new_g, olds)]
+        f_scale = max(float(f_ref.norm()), float(y.norm()), 1e-300)
+        rels.append(float((f_new - f_ref).norm()) / f_scale)
+        se_rel = [s / max(sz, 1e-300) for s, sz in zip(ses, sizes)]
+        residual = max(rels)
+        noise = max(se_rel + [se_out / (abs(gamma0) * f_scale)])
+        history.append({"iteration": it, "residual": residual, "noise": noise})
+        if progress:
+            print(f"[solve_mc] it {it}: residual {residual:.3e} noise {noise:.3e}"
+                  f"{' (averaging)' if averaging else ''}")
+        if averaging:
+            n_avg += 1
+            beta = 1.0 / (n_avg + 1)
+        else:
+            beta = damping
+        mix = lambda old, new: old + beta * (new - old)  # noqa: E731
+        phis = [mix(o, nw) for o, nw in zip(phis, new_phi)]
+        gs = [mix(o, nw) for o, nw in zip(gs, new_g)]
+        if use_resp:
+            a_resp = [mix(o, nw) for o, nw in zip(a_resp, new_a)]
+            b_resp = [mix(o, nw) for o, nw in zip(b_resp, new_b)]
+        f_ref = mix(f_ref, f_new)
+        delta_ref = mix(delta_ref, delta_now)
+        ntk = ntk_over_time(phis, gs, kx, t1, pa)
+        if update == "first_order":
+            delta_now, f_out = march(y, ntk, eta)
+        else:
+            delta_now, f_out = march(y, ntk, eta, f_ref=f_ref, delta_ref=delta_ref)
+        if averaging:
+            if n_avg >= average_iterations:
+                break
+            continue
+        floor = max(3.0 * noise, TOL_FLOOR) if tol is None else tol
+        if residual <= floor and it >= depth + 2:
+            status = Status.CONVERGED
+            averaging = True
+            if average_iterations == 0:
+                break
+        elif it >= max_iterations:
+            break
+
+    if status is Status.DIVERGED:
+        ntk = ntk_over_time(phis, gs, kx, t1, pa)
+        delta_now, f_out = march(y, ntk, eta)
+    info = {
+        "samples": samples,
+        "response_samples": response_samples if use_resp else 0,
+        "damping": damping,
+        "update": update,
+        "control_variate": control_variate,
+        "mehler_remainder": remainder,
+        "standard_error": {"phi": se_rel[0::2], "g": se_rel[1::2]},
+        "history": history,
+        "timings": {**timing, "total": time.perf_counter() - t_start},
+        "seed": seed,
+    }
+    if status is Status.DIVERGED:
+        info["reason"] = "kernels became non-finite or exploded (gamma0 * eta past the critical value?)"
+    return {"phi": phis, "g": gs, "A": a_resp, "B": b_resp, "f": f_out, "ntk": ntk,
+            "status": status, "iterations": it, "residual": residual, "info": info}
