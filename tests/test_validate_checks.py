@@ -219,4 +219,4 @@ def test_theory_monte_carlo_error_is_accounted_for():
     assert exact.verdict is Verdict.FAIL
     rows = _rows(mc, "extrapolated_residual").set_index("observable")
     assert rows.loc["phi", "verdict"] != "fail" and rows.loc["phi", "stderr"] > 0.03
-    assert rows.loc["ntk", "stderr"] > 0.03  # outputs inherit the largest kernel error
+    assert rows.loc["ntk", "stderr"] > 0.01  # outputs inherit the mean kernel error (0.05 here)

@@ -37,8 +37,9 @@ def theory_stderr(sol: Any, name: str, layer: int | None, ref: torch.Tensor) -> 
     Read from ``sol.info["stderr"]`` or ``sol.info["standard_error"]`` (theory.montecarlo), keyed
     by kernel name (``"phi"``, ``"g"``, ``"ntk"``, ``"loss"``, ...); a value may be a tensor shaped
     like the Solution field, a tuple over layers, or a scalar *relative* error (spread evenly over
-    the elements). Observables derived from outputs without their own entry take the largest
-    relative kernel error (conservative). Exact solvers report none: None.
+    the elements). Output observables (loss, ntk, ...) without their own entry take the mean of
+    the scalar relative kernel errors: a heuristic (the NTK mixes every layer's Phi and G), better
+    replaced by the solver's own estimate. Exact solvers report none: None.
     """
     info = getattr(sol, "info", None) or {}
     table = info.get("stderr") or info.get("standard_error") or {}
@@ -54,7 +55,7 @@ def theory_stderr(sol: Any, name: str, layer: int | None, ref: torch.Tensor) -> 
         scalars = [float(x) for val in table.values()
                    for x in (val if isinstance(val, (tuple, list)) else [val])
                    if isinstance(x, (int, float)) or (torch.is_tensor(x) and x.numel() == 1)]
-        v = max(scalars) if scalars else None
+        v = sum(scalars) / len(scalars) if scalars else None
     if v is None:
         return None
     v = torch.as_tensor(v, dtype=torch.float64)

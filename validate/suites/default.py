@@ -39,16 +39,18 @@ def _linear_checks() -> tuple:
 
 
 def _tanh_checks() -> tuple:
-    # ---- TANH: the theory side needs the Monte Carlo solver (theory.montecarlo); until it has
-    # landed only the network-side width-independence check runs.
+    # ---- TANH: the rich theory is the Monte Carlo solver (theory.montecarlo); 16000 samples keep
+    # its reported standard errors (G^1 about 2 %) below the tolerance. The lazy check compares
+    # with the NTK (quadrature lazy kernels; O(gamma0^2) = 0.25 % from the DMFT at gamma0 = 0.05):
+    # the Monte Carlo solver's stopping rule does not converge as gamma0 -> 0.
     if importlib.util.find_spec("theory.montecarlo") is None:
         return (WidthIndependence(name="width/tanh-rich", problem=TANH.replace(gamma0=1.0), widths=(128, 512),
                                   seeds=32, observables=("loss",), tolerance=0.1),)
     return (
-        Convergence(name="convergence/tanh-lazy", problem=TANH.replace(gamma0=0.05), scheme="dmft",
-                    widths=(64, 128, 256, 512), seeds=32, observables=("loss", "ntk", "phi"), tolerance=0.05),
+        Convergence(name="convergence/tanh-lazy-ntk", problem=TANH.replace(gamma0=0.05), scheme="ntk",
+                    observables=("loss", "ntk", "phi")),
         Convergence(name="convergence/tanh-rich", problem=TANH.replace(gamma0=1.0),
-                    widths=(64, 128, 256, 512), seeds=32, observables=("loss", "ntk", "phi"), tolerance=0.05),
+                    observables=("loss", "ntk", "phi"), tolerance=0.05, solver_options={"samples": 16000}),
         WidthIndependence(name="width/tanh-rich", problem=TANH.replace(gamma0=1.0), widths=(128, 512),
                           seeds=32, observables=("loss",), tolerance=0.1),
     )
