@@ -43,8 +43,8 @@ class Breakdown:
     z: float = Z_DEFAULT
     expect: dict = field(default_factory=dict)
     against: str = "theory"
-    widths: tuple[int, ...] = (128, 256, 512)
-    seeds: int = 6
+    widths: tuple[int, ...] = (128, 256, 512, 1024)
+    seeds: int = 64
     solver_options: dict = field(default_factory=dict)
     name: str = "breakdown"
 
