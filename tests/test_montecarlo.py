@@ -25,9 +25,7 @@ def _rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("activation", ["linear", pytest.param("relu", marks=pytest.mark.xfail(
-    strict=True, reason="known gap: pathwise derivatives miss relu's kink (ddphi = 0 a.e.), "
-    "so the output residual stays ~1e-2 and the loop ends at MAX_ITERATIONS"))])
+@pytest.mark.parametrize("activation", ["linear", "relu"])
 @pytest.mark.parametrize("update", ["exact", "first_order"])
 def test_small_gamma0_recovers_lazy(activation, update):
     pr = _problem(depth=2, activation=activation, gamma0=1e-3)

@@ -24,7 +24,8 @@ import torch
 
 from .lazy import lazy_dynamics, lazy_kernels
 from .mc_control import Linearization, estimate_kernels
-from .mc_fields import coupling, pathwise_jacobians, solve_fields, tangent_fields
+from .mc_fields import coupling, solve_fields, tangent_fields
+from .mc_jacobians import causal_jacobians
 from .mc_outputs import first_order_output, march, ntk_over_time, sample_output
 from .mc_sampling import constant_in_time_factor, draw, factor_psd, ones_factor
 from .problem import Problem
@@ -210,8 +211,10 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
             tic = time.perf_counter()
             if want_jac and (depth > 1 or control_variate == "linearized"):
                 sr = response_samples
-                ja, jb, jx = pathwise_jacobians(h[:sr], z[:sr], c, d, act, want_a=True,
-                                                want_b=True, want_x=True, u=u[:sr], r=r[:sr])
+                ja, jb, jx = causal_jacobians(h[:sr], z[:sr], c, d, act, pa, want_a=True,
+                                              want_b=True, want_x=True, u=u[:sr], r=r[:sr],
+                                              a_cv=None if est.a_y is None else est.a_y[:sr],
+                                              e_aa=est.e_dphi)
                 if use_resp and l <= depth - 1:
                     new_a[l - 1] = ja
                 if use_resp and l >= 2:
@@ -250,10 +253,12 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         se_rel = [s / max(sz, 1e-300) for s, sz in zip(ses, sizes)]
         residual = max(rels)
         noise = max(se_rel + [se_out / (abs(gamma0) * f_scale)])
-        history.append({"iteration": it, "residual": residual, "noise": noise})
+        history.append({"iteration": it, "residual": residual, "noise": noise,
+                        "changes": rels, "standard_errors": se_rel + [se_out / (abs(gamma0) * f_scale)]})
         if progress:
             print(f"[solve_mc] it {it}: residual {residual:.3e} noise {noise:.3e}"
-                  f"{' (averaging)' if averaging else ''}")
+                  f"{' (averaging)' if averaging else ''}; changes (Phi^l, G^l, f) "
+                  f"{[round(v, 4) for v in rels]}")
         if averaging:
             n_avg += 1
             beta = 1.0 / (n_avg + 1)
