@@ -27,7 +27,7 @@ from .mc_control import Linearization, estimate_kernels
 from .mc_fields import coupling, solve_fields, tangent_fields
 from .mc_jacobians import causal_jacobians
 from .mc_outputs import first_order_output, march, ntk_over_time, sample_output
-from .mc_sampling import constant_in_time_factor, draw, ones_factor, symmetric_sqrt
+from .mc_sampling import constant_in_time_factor, draw, ones_factor, psd_project, symmetric_sqrt
 from .problem import Problem
 from .solution import Solution, Status
 
@@ -312,6 +312,10 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
     if status is Status.DIVERGED:
         ntk = ntk_over_time(phis, gs, kx, t1, pa)
         delta_now, f_out = march(y, ntk, eta)
+    else:  # the returned kernels are projected onto the PSD cone (the outputs are kept)
+        phis = [psd_project(m) for m in phis]
+        gs = [psd_project(m) for m in gs]
+        ntk = ntk_over_time(phis, gs, kx, t1, pa)
     info = {
         "samples": samples,
         "response_samples": response_samples if use_resp else 0,
