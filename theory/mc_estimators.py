@@ -27,10 +27,12 @@ def second_moment(x: torch.Tensor, y: torch.Tensor | None = None,
     parts = []
     for sl in (slice(0, half), slice(half, s)):
         xs = x[sl]
-        m = xs.T @ xs
-        if y is not None:
+        if y is None:
+            m = xs.T @ xs
+        else:  # x x^T - y y^T = sym((x - y)^T (x + y)): one product instead of two
             ys = y[sl]
-            m = m - ys.T @ ys
+            m = (xs - ys).T @ (xs + ys)
+            m = 0.5 * (m + m.T)
         parts.append(m / max(xs.shape[0], 1))
     est = (parts[0] * half + parts[1] * (s - half)) / s
     if y is not None:

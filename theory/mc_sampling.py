@@ -27,6 +27,35 @@ def factor_psd(cov: torch.Tensor, clip: float = CLIP) -> torch.Tensor:
     return vec[:, keep] * lam[keep].sqrt()[None, :]
 
 
+def symmetric_sqrt(cov: torch.Tensor, clip: float = CLIP) -> torch.Tensor:
+    """The principal square root ``F = V sqrt(lam_+) V^T`` (n, n) of the PSD part of ``cov``.
+
+    Unlike the eigenvector factor of :func:`factor_psd`, it is a continuous function of ``cov``
+    (no sign or rotation ambiguity of eigenvectors), so nearby covariances turn the same
+    standard-normal draws into nearby sources: common random numbers survive small changes of
+    the kernels (``theory.mc_perturbative``), and results do not hinge on round-off in ``eigh``.
+    """
+    sym = 0.5 * (cov + cov.T)
+    lam, vec = torch.linalg.eigh(sym)
+    keep = lam > clip * lam[-1].clamp(min=0.0)
+    vk = vec[:, keep]
+    return (vk * lam[keep].sqrt()[None, :]) @ vk.T
+
+
+def psd_project(cov: torch.Tensor) -> torch.Tensor:
+    """Nearest (Frobenius) PSD matrix: the symmetrised ``cov`` with negative eigenvalues set to 0.
+
+    Control-variate estimates ``mean(X X^T - Y Y^T) + E[Y Y^T]`` are unbiased but not PSD by
+    construction; the returned kernels are projected (THEORY.md section 6: PSD kernels).
+    """
+    sym = 0.5 * (cov + cov.T)
+    lam, vec = torch.linalg.eigh(sym)
+    if bool((lam >= 0).all()):
+        return sym
+    out = (vec * lam.clamp(min=0.0)[None, :]) @ vec.T
+    return 0.5 * (out + out.T)
+
+
 def constant_in_time_factor(kx: torch.Tensor, steps_plus_one: int) -> torch.Tensor:
     """Factor of ``Kx`` repeated over all time pairs: ``(T+1) P_all x rank(Kx)``."""
     f = factor_psd(kx)

@@ -24,9 +24,10 @@ import torch
 
 from .lazy import lazy_dynamics, lazy_kernels
 from .mc_control import Linearization, estimate_kernels
-from .mc_fields import coupling, pathwise_jacobians, solve_fields, tangent_fields
+from .mc_fields import coupling, solve_fields, tangent_fields
+from .mc_jacobians import causal_jacobians
 from .mc_outputs import first_order_output, march, ntk_over_time, sample_output
-from .mc_sampling import constant_in_time_factor, draw, factor_psd, ones_factor
+from .mc_sampling import constant_in_time_factor, draw, ones_factor, psd_project, symmetric_sqrt
 from .problem import Problem
 from .solution import Solution, Status
 
@@ -36,6 +37,10 @@ CONTROL_VARIATES = ("auto", "linearized", "lazy", "none")
 #: Smallest relative change the default stopping rule waits for (when the noise is ~0, e.g.
 #: linear networks, whose linearized control variate is exact).
 TOL_FLOOR = 1e-6
+#: Sample schedule: the first iterations use these fractions of ``samples`` and
+#: ``response_samples`` (cheap early iterations far from the fixed point); convergence is only
+#: declared at full samples.
+WARMUP = (0.25, 0.5)
 #: Kernels larger than this multiple of the lazy ones count as diverged.
 BLOWUP = 1e6
 
@@ -70,6 +75,8 @@ def solve_mc(
     dtype: torch.dtype = torch.float64,
     progress: bool = False,
     gauss_seidel: bool = True,
+    warmup: tuple[float, ...] = WARMUP,
+    perturbative_step: float = 0.1,
 ) -> Solution:
     """Self-consistent DMFT of ``problem`` by alternating Monte Carlo (THEORY.md section 2).
 
@@ -84,6 +91,10 @@ def solve_mc(
     control_variate: "linearized" (fields linearised in the sources with the previous
         iteration's mean Jacobians; exact for linear networks), "lazy" (the gamma0 = 0 fields),
         "none"; "auto" is "linearized". See ``theory.mc_control``.
+    perturbative_step: the step ``h`` in gamma0 of the symmetric difference of
+        ``scheme="perturbative"`` (``theory.mc_perturbative``).
+    warmup: fractions of ``samples`` / ``response_samples`` used by the first iterations
+        (a growing sample schedule); ``()`` uses full samples throughout.
     Returns a :class:`theory.Solution`; ``info`` holds standard errors, samples and timings.
     """
     scheme = _check_choice("scheme", scheme, SCHEMES)
@@ -95,6 +106,9 @@ def solve_mc(
     _check_int("average_iterations", average_iterations, 0)
     if not (isinstance(damping, (int, float)) and 0.0 < float(damping) <= 1.0):
         raise ValueError(f"damping: must be a number in (0, 1], got {damping!r}")
+    if not (isinstance(warmup, (tuple, list)) and all(
+            isinstance(w, (int, float)) and 0.0 < w <= 1.0 for w in warmup)):
+        raise ValueError(f"warmup: must be a tuple of fractions in (0, 1], got {warmup!r}")
     if tol is not None and not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"tol: must be None or a positive number, got {tol!r}")
     if not isinstance(problem, Problem):
@@ -103,16 +117,20 @@ def solve_mc(
         raise ValueError("gamma0: the Monte Carlo solver needs gamma0 > 0 (use solve() for the lazy limit)")
     if control_variate == "auto":
         control_variate = "linearized"
+    if not (isinstance(perturbative_step, (int, float)) and perturbative_step > 0):
+        raise ValueError(f"perturbative_step: must be a positive number, got {perturbative_step!r}")
+    common = dict(update=update, samples=samples, response_samples=min(response_samples, samples),
+                  damping=float(damping), tol=tol, max_iterations=max_iterations,
+                  average_iterations=average_iterations, control_variate=control_variate,
+                  seed=seed, device=device, dtype=dtype, progress=progress,
+                  gauss_seidel=gauss_seidel, warmup=tuple(float(w) for w in warmup))
     if scheme == "perturbative":
-        raise NotImplementedError(
-            "scheme='perturbative' is not implemented in the Monte Carlo solver yet "
-            "(planned: symmetric +/- gamma0 finite difference with common random numbers)")
-    core = run_iterations(problem, gamma0=problem.gamma0, scheme=scheme, update=update,
-                          samples=samples, response_samples=min(response_samples, samples),
-                          damping=float(damping), tol=tol, max_iterations=max_iterations,
-                          average_iterations=average_iterations,
-                          control_variate=control_variate, seed=seed, device=device,
-                          dtype=dtype, progress=progress, gauss_seidel=gauss_seidel)
+        from .mc_perturbative import solve_perturbative_mc
+
+        run = lambda g0: run_iterations(problem, gamma0=g0, scheme="dmft", **common)  # noqa: E731
+        return solve_perturbative_mc(problem, run, step=float(perturbative_step), dtype=dtype,
+                                     device=device)
+    core = run_iterations(problem, gamma0=problem.gamma0, scheme=scheme, **common)
     return assemble(problem, scheme, core)
 
 
@@ -138,7 +156,7 @@ def assemble(problem: Problem, scheme: str, core: dict) -> Solution:
 def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str, samples: int,
                    response_samples: int, damping: float, tol, max_iterations: int,
                    average_iterations: int, control_variate: str, seed: int, device, dtype,
-                   progress: bool, gauss_seidel: bool = True) -> dict:
+                   progress: bool, gauss_seidel: bool = True, warmup: tuple = ()) -> dict:
     """The fixed-point loop. ``gamma0`` may differ from ``problem.gamma0`` (perturbative scheme:
     it may even be negative). Returns a dict of (n, n) kernels, outputs and the report."""
     t_start = time.perf_counter()
@@ -175,6 +193,9 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
     timing = {"sampling": 0.0, "fields": 0.0, "kernels": 0.0, "responses": 0.0, "control": 0.0}
     averaging = False
     for it in range(1, max_iterations + average_iterations + 1):
+        frac = warmup[it - 1] if it <= len(warmup) else 1.0
+        s_it = max(4, int(round(frac * samples)))
+        sr = max(1, int(round(frac * response_samples)))
         delta_vec = torch.zeros(t1, pa, **kw)
         delta_vec[:, :p] = delta_now
         delta_vec = delta_vec.reshape(n)
@@ -186,10 +207,10 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
             gs_up = gauss_seidel and l >= 2
             phi_below = new_phi[l - 2] if gs_up else (phis[l - 2] if l >= 2 else None)
             a_below = (new_a[l - 2] if gs_up else a_resp[l - 2]) if (l >= 2 and use_resp) else None
-            fu = f_x if l == 1 else factor_psd(phi_below)
-            fr = f_one if l == depth else factor_psd(gs[l])
-            u, _ = draw(fu, samples, gen)
-            r, _ = draw(fr, samples, gen)
+            fu = f_x if l == 1 else symmetric_sqrt(phi_below)
+            fr = f_one if l == depth else symmetric_sqrt(gs[l])
+            u, _ = draw(fu, s_it, gen)
+            r, _ = draw(fr, s_it, gen)
             cov_u_k = kx_full if l == 1 else phi_below
             cov_r_k = ones_nn if l == depth else gs[l]
             c = coupling(a_below, cov_u_k, delta_vec, scale, pa)
@@ -209,9 +230,10 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
             timing["kernels"] += time.perf_counter() - tic
             tic = time.perf_counter()
             if want_jac and (depth > 1 or control_variate == "linearized"):
-                sr = response_samples
-                ja, jb, jx = pathwise_jacobians(h[:sr], z[:sr], c, d, act, want_a=True,
-                                                want_b=True, want_x=True, u=u[:sr], r=r[:sr])
+                ja, jb, jx = causal_jacobians(h[:sr], z[:sr], c, d, act, pa, want_a=True,
+                                              want_b=True, want_x=True, u=u[:sr], r=r[:sr],
+                                              a_cv=None if est.a_y is None else est.a_y[:sr],
+                                              e_aa=est.e_dphi)
                 if use_resp and l <= depth - 1:
                     new_a[l - 1] = ja
                 if use_resp and l >= 2:
@@ -227,7 +249,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
                     # sum_s C(k,s) E[a_y(k) a_y(s)] (theory.mc_control)
                     au = est.a_y
                     dphi_r = dphi_r - au * (au @ c.T) + (c * est.e_dphi).sum(1)[None, :]
-                half = samples // 2
+                half = s_it // 2
                 a_out = dphi_r.mean(0).reshape(t1, pa)
                 se_out = float((dphi_r[:half].mean(0) - dphi_r[half:].mean(0)).norm()) / 2.0
             timing["responses"] += time.perf_counter() - tic
@@ -250,10 +272,12 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         se_rel = [s / max(sz, 1e-300) for s, sz in zip(ses, sizes)]
         residual = max(rels)
         noise = max(se_rel + [se_out / (abs(gamma0) * f_scale)])
-        history.append({"iteration": it, "residual": residual, "noise": noise})
+        history.append({"iteration": it, "residual": residual, "noise": noise,
+                        "changes": rels, "standard_errors": se_rel + [se_out / (abs(gamma0) * f_scale)]})
         if progress:
             print(f"[solve_mc] it {it}: residual {residual:.3e} noise {noise:.3e}"
-                  f"{' (averaging)' if averaging else ''}")
+                  f"{' (averaging)' if averaging else ''}; changes (Phi^l, G^l, f) "
+                  f"{[round(v, 4) for v in rels]}")
         if averaging:
             n_avg += 1
             beta = 1.0 / (n_avg + 1)
@@ -277,7 +301,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
                 break
             continue
         floor = max(3.0 * noise, TOL_FLOOR) if tol is None else tol
-        if residual <= floor and it >= depth + 2:
+        if residual <= floor and it >= depth + 2 and it > len(warmup):
             status = Status.CONVERGED
             averaging = True
             if average_iterations == 0:
@@ -288,6 +312,10 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
     if status is Status.DIVERGED:
         ntk = ntk_over_time(phis, gs, kx, t1, pa)
         delta_now, f_out = march(y, ntk, eta)
+    else:  # the returned kernels are projected onto the PSD cone (the outputs are kept)
+        phis = [psd_project(m) for m in phis]
+        gs = [psd_project(m) for m in gs]
+        ntk = ntk_over_time(phis, gs, kx, t1, pa)
     info = {
         "samples": samples,
         "response_samples": response_samples if use_resp else 0,
