@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SUITE  ?= default
 PYTEST_ARGS ?=
 
-.PHONY: install validate quick test test-slow bench clean
+.PHONY: install validate quick test test-slow bench paper clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	@echo "benchmarks (run one at a time; each prints its numbers):"
+	@for f in benchmarks/bench_*.py; do echo "  $(BIN)/python -m benchmarks.$$(basename $$f .py)"; done
+
+paper: $(STAMP)
+	$(BIN)/dmft validate --suite paper --out reports/paper
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
