@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SUITE  ?= default
 PYTEST_ARGS ?=
 
-.PHONY: install validate quick test test-slow bench clean
+.PHONY: install validate quick test test-slow bench clean paper
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# The paper's experiments as a committed report (validate.paper); SIZE=full with DEVICE=cuda for the paper's sizes.
+paper: $(STAMP)
+	$(BIN)/python -m validate.paper --out reports/paper $(if $(DEVICE),--device $(DEVICE)) $(if $(SIZE),--size $(SIZE))
