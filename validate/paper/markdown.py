@@ -63,7 +63,9 @@ def write_markdown(out: Path, notes: str | None = None) -> Path:
         desc = ds["observable"].iloc[0].removeprefix("dataset:")
         n = dict(zip(ds["statistic"], ds["value"]))
         lines.append(f"- Fig. 4 data: {desc}; {int(n.get('n_train', 0))} training and "
-                     f"{int(n.get('n_test', 0))} test images (the full training set of the two classes)")
+                     f"{int(n.get('n_test', 0))} test images"
+                     + (" (the full training set of the two classes)" if size is None or size.cnn_n_train is None
+                        else " (subsampled at this size)"))
     if size is not None:
         red = reductions(size)
         lines += ["", "### Reduced against the paper's sizes (`full`)", ""]
