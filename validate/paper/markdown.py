@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..frame import overall
 from .figures import all_figures
-from .published import comparison
+from .published import NOTES, comparison
 from .sizes import BY_NAME, reductions
 
 SHOWN = ["check", "observable", "layer", "scheme", "width", "gamma0", "depth", "statistic", "estimate",
@@ -52,7 +52,7 @@ def write_markdown(out: Path, notes: str | None = None) -> Path:
              "for the paper's full sizes, `--data-root DIR` for CIFAR-10). Also `dmft validate --suite paper` "
              "(size from `$DMFT_PAPER_SIZE`, else by device) writes the generic run folder.", "",
              "## Run", ""]
-    for k in ("size", "device", "seed", "threads", "elapsed_s", "command"):
+    for k in ("size", "device", "seed", "threads", "elapsed_s", "command", "note"):
         if k in meta:
             lines.append(f"- {k}: {meta[k]}")
     if "check_seconds" in meta:
@@ -71,7 +71,8 @@ def write_markdown(out: Path, notes: str | None = None) -> Path:
         lines += ["", "### Reduced against the paper's sizes (`full`)", ""]
         lines += [f"- {r}" for r in red] if red else ["- nothing: the paper's sizes"]
     lines += ["", "## Our numbers beside the published ones", "", md_table(comparison(tables)), ""]
-    if notes:
+    notes = NOTES if notes is None else notes
+    if notes and meta.get("size") == "cpu":  # the notes describe the committed cpu run
         lines += [notes, ""]
     for prefix, title in EXPERIMENTS:
         sub = v[v["check"].astype(str).str.startswith(prefix)]
