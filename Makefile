@@ -33,8 +33,9 @@ bench: $(STAMP)
 	@echo "benchmarks (run one at a time; each prints its numbers):"
 	@for f in benchmarks/bench_*.py; do echo "  $(BIN)/python -m benchmarks.$$(basename $$f .py)"; done
 
-paper: $(STAMP)
-	$(BIN)/dmft validate --suite paper --out reports/paper
-
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# The paper's experiments as a committed report (validate.paper); SIZE=full with DEVICE=cuda for the paper's sizes.
+paper: $(STAMP)
+	$(BIN)/python -m validate.paper --out reports/paper $(if $(DEVICE),--device $(DEVICE)) $(if $(SIZE),--size $(SIZE))

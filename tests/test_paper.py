@@ -1,0 +1,101 @@
+"""The paper suite at smoke size: every experiment produces its tables, figures and verdicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from validate.paper import experiments
+from validate.paper.densities import network_fields, theory_fields
+from validate.paper.sizes import SIZES, resolve
+from validate.sources import Context
+from validate.suites import builtin_names, get_suite, run_suite
+
+PREFIXES = ("fig1", "fig2", "fig3", "fig4", "appendix")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from validate.paper.report import render_paper_report, save_tables
+    from validate.suites.paper import build
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("paper")
+    result, timings = run_suite(build("smoke"), Context(progress=False))
+    save_tables(result, out, dict(size="smoke", device="cpu", elapsed_s=sum(timings.values())))
+    render_paper_report(out)
+    return result, out
+
+
+def test_paper_is_a_builtin_suite():
+    assert "paper" in builtin_names()
+    assert [c.name.split("/")[0] for c in get_suite("paper").checks] == list(PREFIXES)
+
+
+def test_sizes_resolve_and_reject(monkeypatch):
+    monkeypatch.delenv("DMFT_PAPER_SIZE", raising=False)
+    assert resolve(None, "cpu").name == "cpu"
+    assert resolve(None, "cuda").name == "full"
+    monkeypatch.setenv("DMFT_PAPER_SIZE", "smoke")
+    assert resolve(None, "cuda").name == "smoke"
+    with pytest.raises(ValueError, match="size"):
+        resolve("huge")
+    assert set(SIZES) == {"smoke", "cpu", "full"}
+
+
+def test_every_experiment_has_verdicts_and_data(smoke_run):
+    result, _ = smoke_run
+    v = result.verdicts
+    for p in PREFIXES:
+        sub = v[v["check"].str.startswith(p)]
+        assert len(sub), p
+        assert sub["gating"].any(), f"{p}: no gating verdict"
+        assert set(sub["verdict"]) <= {"pass", "fail", "inconclusive"}
+    c, m = result.curves, result.measurements
+    assert {"h_density_t0", "h_density_tT"} <= set(c["observable"])
+    assert (m["statistic"] == "alignment").sum() > 0
+    assert (m["statistic"] == "kernel_movement").sum() > 0
+    assert set(c[c["check"] == "fig4/cnn"]["observable"]) == {"test_mse", "test_error", "alignment"}
+    # Fig. 3 compares all four schemes with the networks
+    a = m[(m["check"] == "fig3/linear-approximations") & (m["statistic"] == "alignment")]
+    assert set(a["scheme"]) == {"dmft", "ntk", "gia", "perturbative"}
+    assert a["value"].between(-1 - 1e-12, 1 + 1e-12).all()
+
+
+def test_report_has_figures_and_comparison_table(smoke_run):
+    _, out = smoke_run
+    md = (out / "README.md").read_text()
+    assert "Our numbers beside the published ones" in md
+    assert "0.76" in md and "0.99" in md  # the published Fig. 3 numbers are quoted
+    figs = {p.name for p in (out / "figures").glob("*.png")}
+    for f in ("fig1_loss.png", "fig1_alignment_vs_width.png", "fig1_densities.png", "fig2_movement.png",
+              "fig3_alignment.png", "fig4_cnn.png", "appendix_loss.png"):
+        assert f in figs
+        assert f"figures/{f}" in md
+
+
+def test_theory_fields_start_as_the_input_gaussian():
+    """h^1(0) = u^1 ~ N(0, Kx) exactly (THEORY.md section 2): sample covariance matches Kx."""
+    from theory import Problem, solve
+    from theory.data import gaussian_data
+
+    x, y, _, _ = gaussian_data(4, 6, 0, seed=1)
+    pr = Problem(x, y, depth=2, activation="tanh", gamma0=1.0, eta=0.1, steps=3)
+    sol = solve(pr, samples=256, response_samples=4)
+    h1 = theory_fields(sol, 20000, seed=3)[0][:, 0, :]  # (S, P)
+    cov = h1.T @ h1 / h1.shape[0]
+    assert torch.allclose(cov, pr.kx.to(cov), atol=0.05)
+
+
+def test_network_fields_start_as_the_input_gaussian():
+    from theory import Problem
+    from theory.data import gaussian_data
+
+    x, y, _, _ = gaussian_data(4, 6, 0, seed=1)
+    pr = Problem(x, y, depth=2, activation="tanh", gamma0=1.0, eta=0.1, steps=2)
+    h = network_fields(pr, 4000, seeds=2)
+    h1 = h[0][0].permute(1, 0, 2).reshape(4, -1)  # (P, seeds * N) at t = 0
+    cov = h1 @ h1.T / h1.shape[1]
+    assert torch.allclose(cov, pr.kx.to(cov), atol=0.1)
+    assert h[0].shape == (2, 2, 4, 4000)

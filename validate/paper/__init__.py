@@ -1,0 +1,28 @@
+"""Reproduction of the paper's experiments (THEORY.md section 7) as checks, figures and a report.
+
+    from validate.paper import experiments, write_paper_report
+    checks = experiments("smoke")            # Fig. 1-4 and the Appendix, as suite checks
+    python -m validate.paper --out reports/paper [--size cpu|full|smoke] [--device cuda]
+
+Modules: ``sizes`` (smoke / cpu / full), ``fig1`` (deep tanh), ``linear`` (Figs. 2, 3), ``cnn``
+(Fig. 4), ``appendix`` (two-layer ReLU), ``densities`` (preactivation densities), ``published``
+(the paper's numbers beside ours), ``figures`` and ``report`` (the committed report).
+"""
+
+from __future__ import annotations
+
+from .appendix import PaperAppendix
+from .cnn import PaperFig4
+from .fig1 import PaperFig1
+from .linear import PaperFig2, PaperFig3
+from .sizes import SIZES, resolve
+
+
+def experiments(size: str | None = None) -> tuple:
+    """The paper's experiments as suite checks (``size`` None: chosen at run time)."""
+    return (PaperFig1(size=size), PaperFig2(size=size), PaperFig3(size=size), PaperFig4(size=size),
+            PaperAppendix(size=size))
+
+
+__all__ = ["SIZES", "PaperAppendix", "PaperFig1", "PaperFig2", "PaperFig3", "PaperFig4", "experiments",
+           "resolve"]
