@@ -19,6 +19,19 @@ settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    """Every test runs torch on one intra-op thread, then restores the setting.
+
+    The tests use small batched matrices: on a 2-core machine one thread is as fast, and with
+    two, any other load makes the threads wait on each other (measured 2-50x slower here).
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

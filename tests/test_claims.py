@@ -8,7 +8,7 @@ from validate.checks import Breakdown, Convergence, WidthIndependence
 from validate.claims import ClaimError, evaluate, load_claims, load_suite_file
 from validate.frame import Verdict
 from validate.sources import Context
-from validate_fakes import fake_solver, fake_trainer, one_thread  # noqa: F401
+from validate_fakes import fake_solver, fake_trainer  # noqa: F401
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

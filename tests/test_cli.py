@@ -10,7 +10,7 @@ import pytest
 
 import validate.sources as sources
 from validate.cli import main
-from validate_fakes import fake_solver, fake_trainer, one_thread  # noqa: F401
+from validate_fakes import fake_solver, fake_trainer  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

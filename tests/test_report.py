@@ -11,7 +11,7 @@ from validate.frame import CheckResult
 from validate.report import read_tables, render, write_report
 from validate.sources import Context
 from validate.spec import ProblemSpec
-from validate_fakes import fake_solver, fake_trainer, one_thread  # noqa: F401
+from validate_fakes import fake_solver, fake_trainer  # noqa: F401
 
 SPEC = ProblemSpec(n_train=5, n_test=2, input_dim=8, depth=2, gamma0=0.5, steps=8)
 

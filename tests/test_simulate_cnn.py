@@ -12,15 +12,6 @@ from simulate.cnn import CNNConfig, cnn_features, cnn_output, init_cnn, minibatc
 from simulate.data import Dataset, digits
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions run far faster on one thread (and on a shared machine do not thrash)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def data() -> Dataset:
     return digits((0, 1), seed=0, n_train=200)

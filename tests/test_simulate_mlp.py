@@ -14,15 +14,6 @@ from simulate import DivergenceError, train
 from simulate.mlp import equal_time_ntk, forward, init_network, sgd_step
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batched matmuls: one thread is as fast and does not thrash on a shared machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _problem(depth=3, activation="tanh", gamma0=1.0, eta=0.1, steps=10, P=6, Q=2, D=25, seed=1):
     x, y, xt, yt = gaussian_data(P, D, Q, seed=seed)
     return Problem(x, y, xt, yt, depth=depth, activation=activation, gamma0=gamma0, eta=eta, steps=steps)

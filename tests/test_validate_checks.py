@@ -14,7 +14,7 @@ from validate.power import false_alarm_rate, scale_kernels
 from validate.sources import Context
 from validate.spec import ProblemSpec
 from validate.synthetic import synthetic_trainer
-from validate_fakes import PLANTED, fake_solver, fake_trainer, one_thread, truth  # noqa: F401
+from validate_fakes import PLANTED, fake_solver, fake_trainer, truth  # noqa: F401
 
 SPEC = ProblemSpec(n_train=6, n_test=3, input_dim=10, depth=2, activation="linear", gamma0=0.5, steps=10)
 

@@ -11,7 +11,6 @@ from validate.power import scale_kernels
 from validate.sources import Context
 from validate.spec import ProblemSpec
 from simulate import train
-from validate_fakes import one_thread  # noqa: F401
 
 pytestmark = pytest.mark.slow
 LAZY = ProblemSpec(n_train=6, n_test=3, input_dim=10, depth=2, activation="linear", gamma0=0.05, steps=10)

@@ -12,7 +12,6 @@ from validate.metrics import alignment, observable, rel_error
 from validate.spec import ProblemSpec
 from validate.stats import (decide, extrapolated_residual, intercept_weights, loglog_rate,
                             relative_difference)
-from validate_fakes import one_thread  # noqa: F401
 
 
 @given(st.lists(st.integers(2, 5000), min_size=2, max_size=6, unique=True),

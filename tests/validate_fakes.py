@@ -30,10 +30,3 @@ def fake_trainer(noise=1.0, bias=1.0):
     return synthetic_trainer(truth, noise=noise, bias=bias)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread is much faster under contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
