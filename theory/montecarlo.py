@@ -106,7 +106,9 @@ def solve_mc(
         always re-estimated on the iteration after one whose residual was within twice the
         stopping floor, and convergence is only declared on an iteration that re-estimated
         them AND found them unchanged within their own noise (split-half standard error).
-    Returns a :class:`theory.Solution`; ``info`` holds standard errors, samples and timings.
+    Returns a :class:`theory.Solution`; ``info`` holds ``standard_error`` (relative Frobenius
+    errors of "loss", "f_train", "f_test", "ntk" and per layer "phi", "g":
+    ``theory.mc_errors``), ``response_refreshes``, the ``history``, samples and timings.
     """
     scheme = _check_choice("scheme", scheme, SCHEMES)
     update = _check_choice("update", update, UPDATES)
