@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--response-samples", type=int, default=64)
+    ap.add_argument("--response-every", type=int, default=2)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -47,10 +48,11 @@ def main() -> None:
     gf = matmul_gflops()
     print(f"float64 matmul throughput: {gf:.1f} GFLOP/s")
     t = time.perf_counter()
-    sol = solve_mc(fig1(20), response_samples=args.response_samples)
+    sol = solve_mc(fig1(20), response_samples=args.response_samples,
+                   response_every=args.response_every)
     print(f"T=20 converged solve: {time.perf_counter() - t:.1f} s, status {sol.status.value}, "
-          f"iterations {sol.iterations}, residual {sol.residual:.2e}, "
-          f"se {sol.info['standard_error']}")
+          f"iterations {sol.iterations} ({sol.info['response_refreshes']} response refreshes), "
+          f"residual {sol.residual:.2e}, se {sol.info['standard_error']}")
     for steps in (25, 50, 100):
         for samples in (1000, 4000):
             pr = fig1(steps)
@@ -67,9 +69,11 @@ def main() -> None:
                   f"responses at {100 * frac:.0f}% of matmul peak")
     if args.full:
         t = time.perf_counter()
-        sol = solve_mc(fig1(100), response_samples=args.response_samples, progress=True)
+        sol = solve_mc(fig1(100), response_samples=args.response_samples,
+                       response_every=args.response_every, progress=True)
         print(f"T=100 converged solve: {time.perf_counter() - t:.1f} s, status "
-              f"{sol.status.value}, iterations {sol.iterations}, residual {sol.residual:.2e}")
+              f"{sol.status.value}, iterations {sol.iterations} "
+              f"({sol.info['response_refreshes']} response refreshes), residual {sol.residual:.2e}")
     print(f"load {os.getloadavg()}")
 
 

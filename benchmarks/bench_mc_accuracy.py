@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--response-samples", type=int, default=None)
+    ap.add_argument("--response-every", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scheme", default="dmft")
     args = ap.parse_args()
@@ -111,8 +112,8 @@ def main() -> None:
         return
     from theory.montecarlo import solve_mc
 
-    kw = {k: v for k, v in (("samples", args.samples), ("response_samples", args.response_samples))
-          if v is not None}
+    kw = {k: v for k, v in (("samples", args.samples), ("response_samples", args.response_samples),
+                            ("response_every", args.response_every)) if v is not None}
     t = time.perf_counter()
     sol = solve_mc(pr, scheme=args.scheme, seed=args.seed, **kw)
     print(f"solve_mc ({args.scheme}): {time.perf_counter() - t:.1f} s, {sol.status.value}, "

@@ -9,6 +9,15 @@ from theory.mc_fields import coupling, pathwise_jacobians, solve_fields
 from theory.mc_jacobians import causal_jacobians
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine a second thread only adds contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _setup(act_name, t1=7, pa=3, s=5, seed=0):
     g = torch.Generator().manual_seed(seed)
     n = t1 * pa
@@ -56,3 +65,20 @@ def test_blocked_equals_autograd():
     got_a, got_b = causal_jacobians(h, z, c, d, act, pa)
     assert torch.allclose(got_a, ja, atol=1e-12)
     assert torch.allclose(got_b, jb, atol=1e-12)
+
+
+def test_split_half_means_and_standard_errors():
+    """The split version returns the full-sample means (linear in the samples) and, for equal
+    halves, |J_1 - J_2| / 2 computed here from two independent calls on the halves."""
+    from theory.mc_jacobians import split_half_jacobians
+
+    act, u, r, c, d, h, z, pa = _setup("tanh", s=6)
+    ja, jb, jx, se_a, se_b = split_half_jacobians(h, z, c, d, act, pa, u=u, r=r)
+    full = causal_jacobians(h, z, c, d, act, pa, want_x=True, u=u, r=r)
+    for x, y in zip((ja, jb, jx), full):
+        assert torch.allclose(x, y, atol=1e-12, rtol=1e-10)
+    a1, b1 = causal_jacobians(h[:3], z[:3], c, d, act, pa, u=u[:3], r=r[:3])
+    a2, b2 = causal_jacobians(h[3:], z[3:], c, d, act, pa, u=u[3:], r=r[3:])
+    assert abs(se_a - float(torch.linalg.matrix_norm(a1 - a2)) / 2) < 1e-12
+    assert abs(se_b - float(torch.linalg.matrix_norm(b1 - b2)) / 2) < 1e-12
+    assert split_half_jacobians(h[:1], z[:1], c, d, act, pa)[3] == float("inf")

@@ -12,6 +12,15 @@ from theory.data import gaussian_data
 from theory.montecarlo import solve_mc
 from theory.solve import solve_ntk
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine a second thread only adds contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 FAST = dict(samples=400, response_samples=16, max_iterations=8, average_iterations=1)
 
 
@@ -101,7 +110,8 @@ def test_permutation_of_points_permutes_outputs():
 
 @pytest.mark.parametrize("bad", [dict(scheme="foo"), dict(update="euler"), dict(samples=0),
                                  dict(damping=0.0), dict(damping=1.5), dict(tol=-1.0),
-                                 dict(control_variate="x"), dict(max_iterations=0)])
+                                 dict(control_variate="x"), dict(max_iterations=0),
+                                 dict(response_every=0)])
 def test_invalid_options_raise(bad):
     pr = _problem()
     with pytest.raises(ValueError):
@@ -138,6 +148,24 @@ def test_gia_differs_from_dmft_for_linear_depth_three():
     a = solve_mc(pr, samples=400, response_samples=4)
     b = solve_mc(pr, scheme="gia", samples=400, response_samples=4)
     assert _rel(b.phi[2], a.phi[2]) > 0.01
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_convergence_only_declared_on_fresh_checked_responses(every):
+    """Response Jacobians are reused between refreshes, but the iteration that declares
+    convergence re-estimated them and found them unchanged within their noise; with
+    response_every=1 every iteration refreshes."""
+    pr = _problem(depth=3, activation="tanh", gamma0=1.0, steps=5)
+    sol = solve_mc(pr, samples=400, response_samples=8, response_every=every)
+    assert sol.status is Status.CONVERGED
+    hist = sol.info["history"]
+    declared = hist[len(hist) - 1 - sol.info["standard_error_window"] + 1]
+    assert declared["responses_refreshed"]
+    assert all(ch <= 3 * nz for ch, nz in zip(declared["response_changes"], declared["response_noise"]))
+    refreshed = [h["responses_refreshed"] for h in hist]
+    assert sol.info["response_refreshes"] == sum(refreshed)
+    if every == 1:
+        assert all(refreshed)
 
 
 @pytest.mark.gpu

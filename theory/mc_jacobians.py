@@ -137,3 +137,27 @@ def causal_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: torch
     if want_x:
         outs.append(acc_x / s_count)
     return tuple(outs)
+
+
+def split_half_jacobians(h, z, c, d, act, n_points, *, u=None, r=None, a_cv=None, e_aa=None,
+                         want_a=True, want_b=True, want_x=True):
+    """:func:`causal_jacobians` on the two halves of the samples: ``(A, B, X, se_a, se_b)`` with
+    the full-sample means and the split-half standard errors (absolute Frobenius) of ``A``, ``B``
+    (``se = |J_1 - J_2| / sqrt(1/n_1 + 1/n_2) / sqrt(n)``; inf with a single sample)."""
+    s = h.shape[0]
+    half = s // 2
+    sl = lambda t, a, b: None if t is None else t[a:b]  # noqa: E731
+    parts = []
+    for a0, a1 in ((0, half), (half, s)) if half else ((0, s),):
+        parts.append(causal_jacobians(h[a0:a1], z[a0:a1], c, d, act, n_points, want_a=want_a,
+                                      want_b=want_b, want_x=want_x, u=sl(u, a0, a1),
+                                      r=sl(r, a0, a1), a_cv=sl(a_cv, a0, a1), e_aa=e_aa))
+    if not half:
+        ja, jb, *jx = parts[0]
+        return ja, jb, (jx[0] if jx else None), math.inf, math.inf
+    w1, w2 = half / s, (s - half) / s
+    mean = [None if p1 is None else w1 * p1 + w2 * p2 for p1, p2 in zip(*parts)]
+    scale = 1.0 / math.sqrt((1.0 / half + 1.0 / (s - half)) * s)
+    ses = [math.inf if p1 is None else float(torch.linalg.matrix_norm(p1 - p2)) * scale
+           for p1, p2 in zip(parts[0][:2], parts[1][:2])]
+    return mean[0], mean[1], (mean[2] if want_x else None), ses[0], ses[1]

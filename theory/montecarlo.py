@@ -24,8 +24,9 @@ import torch
 
 from .lazy import lazy_dynamics, lazy_kernels
 from .mc_control import Linearization, estimate_kernels
+from .mc_errors import IterateSpread, observables, standard_errors
 from .mc_fields import coupling, solve_fields, tangent_fields
-from .mc_jacobians import causal_jacobians
+from .mc_jacobians import split_half_jacobians
 from .mc_outputs import first_order_output, march, ntk_over_time, sample_output
 from .mc_sampling import constant_in_time_factor, draw, ones_factor, psd_project, symmetric_sqrt
 from .problem import Problem
@@ -41,6 +42,9 @@ TOL_FLOOR = 1e-6
 #: ``response_samples`` (cheap early iterations far from the fixed point); convergence is only
 #: declared at full samples.
 WARMUP = (0.25, 0.5)
+#: Full-sample iterations refresh the response Jacobians every this many iterations (and always
+#: on the first one, after a likely-converged iteration, and before convergence is declared).
+RESPONSE_EVERY = 2
 #: Kernels larger than this multiple of the lazy ones count as diverged.
 BLOWUP = 1e6
 
@@ -77,6 +81,7 @@ def solve_mc(
     gauss_seidel: bool = True,
     warmup: tuple[float, ...] = WARMUP,
     perturbative_step: float = 0.1,
+    response_every: int = RESPONSE_EVERY,
 ) -> Solution:
     """Self-consistent DMFT of ``problem`` by alternating Monte Carlo (THEORY.md section 2).
 
@@ -95,7 +100,15 @@ def solve_mc(
         ``scheme="perturbative"`` (``theory.mc_perturbative``).
     warmup: fractions of ``samples`` / ``response_samples`` used by the first iterations
         (a growing sample schedule); ``()`` uses full samples throughout.
-    Returns a :class:`theory.Solution`; ``info`` holds standard errors, samples and timings.
+    response_every: after the warm-up and the first full-sample iteration, the response
+        Jacobians (and the linearized control variate) are re-estimated every
+        ``response_every`` iterations and reused in between (1: every iteration). They are
+        always re-estimated on the iteration after one whose residual was within twice the
+        stopping floor, and convergence is only declared on an iteration that re-estimated
+        them AND found them unchanged within their own noise (split-half standard error).
+    Returns a :class:`theory.Solution`; ``info`` holds ``standard_error`` (relative Frobenius
+    errors of "loss", "f_train", "f_test", "ntk" and per layer "phi", "g":
+    ``theory.mc_errors``), ``response_refreshes``, the ``history``, samples and timings.
     """
     scheme = _check_choice("scheme", scheme, SCHEMES)
     update = _check_choice("update", update, UPDATES)
@@ -104,6 +117,7 @@ def solve_mc(
     _check_int("response_samples", response_samples, 1)
     _check_int("max_iterations", max_iterations, 1)
     _check_int("average_iterations", average_iterations, 0)
+    _check_int("response_every", response_every, 1)
     if not (isinstance(damping, (int, float)) and 0.0 < float(damping) <= 1.0):
         raise ValueError(f"damping: must be a number in (0, 1], got {damping!r}")
     if not (isinstance(warmup, (tuple, list)) and all(
@@ -123,7 +137,8 @@ def solve_mc(
                   damping=float(damping), tol=tol, max_iterations=max_iterations,
                   average_iterations=average_iterations, control_variate=control_variate,
                   seed=seed, device=device, dtype=dtype, progress=progress,
-                  gauss_seidel=gauss_seidel, warmup=tuple(float(w) for w in warmup))
+                  gauss_seidel=gauss_seidel, warmup=tuple(float(w) for w in warmup),
+                  response_every=response_every)
     if scheme == "perturbative":
         from .mc_perturbative import solve_perturbative_mc
 
@@ -156,7 +171,8 @@ def assemble(problem: Problem, scheme: str, core: dict) -> Solution:
 def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str, samples: int,
                    response_samples: int, damping: float, tol, max_iterations: int,
                    average_iterations: int, control_variate: str, seed: int, device, dtype,
-                   progress: bool, gauss_seidel: bool = True, warmup: tuple = ()) -> dict:
+                   progress: bool, gauss_seidel: bool = True, warmup: tuple = (),
+                   response_every: int = 1) -> dict:
     """The fixed-point loop. ``gamma0`` may differ from ``problem.gamma0`` (perturbative scheme:
     it may even be negative). Returns a dict of (n, n) kernels, outputs and the report."""
     t_start = time.perf_counter()
@@ -192,8 +208,18 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
     history, se_rel = [], [0.0] * (2 * depth)
     timing = {"sampling": 0.0, "fields": 0.0, "kernels": 0.0, "responses": 0.0, "control": 0.0}
     averaging = False
+    jac_used = want_jac and (depth > 1 or control_variate == "linearized")
+    last_refresh, force_refresh, n_refresh = 0, False, 0
+    resp_se = [math.inf] * (2 * (depth - 1))  # absolute split-half se of the stored A^l, B^l
+    spread = IterateSpread()
     for it in range(1, max_iterations + average_iterations + 1):
         frac = warmup[it - 1] if it <= len(warmup) else 1.0
+        # averaging iterations refresh on the schedule only (convergence was checked fresh)
+        refresh = jac_used and (it <= len(warmup) + 1 or (force_refresh and not averaging)
+                                or it - last_refresh >= response_every)
+        if refresh:
+            last_refresh, n_refresh = it, n_refresh + 1
+        resp_change, resp_noise = [], []
         s_it = max(4, int(round(frac * samples)))
         sr = max(1, int(round(frac * response_samples)))
         delta_vec = torch.zeros(t1, pa, **kw)
@@ -229,17 +255,30 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
             ses += [se_p, se_g]
             timing["kernels"] += time.perf_counter() - tic
             tic = time.perf_counter()
-            if want_jac and (depth > 1 or control_variate == "linearized"):
-                ja, jb, jx = causal_jacobians(h[:sr], z[:sr], c, d, act, pa, want_a=True,
-                                              want_b=True, want_x=True, u=u[:sr], r=r[:sr],
-                                              a_cv=None if est.a_y is None else est.a_y[:sr],
-                                              e_aa=est.e_dphi)
+            if refresh:
+                ja, jb, jx, se_ja, se_jb = split_half_jacobians(
+                    h[:sr], z[:sr], c, d, act, pa, u=u[:sr], r=r[:sr],
+                    a_cv=None if est.a_y is None else est.a_y[:sr], e_aa=est.e_dphi)
+                # check against the stored estimate: change vs the noise of both estimates
+                for k, new, se_new, ok in ((l - 1, ja, se_ja, l <= depth - 1),
+                                           (depth - 1 + l - 2, jb, se_jb, l >= 2)):
+                    if use_resp and ok:
+                        old = a_resp[k] if k < depth - 1 else b_resp[k - depth + 1]
+                        size = max(float(torch.linalg.matrix_norm(new)), 1e-300)
+                        resp_change.append(float(torch.linalg.matrix_norm(new - old)) / size)
+                        resp_noise.append(math.hypot(se_new, resp_se[k]) / size)
+                        resp_se[k] = se_new
                 if use_resp and l <= depth - 1:
                     new_a[l - 1] = ja
                 if use_resp and l >= 2:
                     new_b[l - 2] = jb
                 if control_variate == "linearized":
                     lins[l - 1] = Linearization.from_responses(c, d, ja, jb, jx)
+            elif use_resp:  # reuse the last estimate
+                if l <= depth - 1:
+                    new_a[l - 1] = a_resp[l - 1]
+                if l >= 2:
+                    new_b[l - 2] = b_resp[l - 2]
             if l == depth:  # one-direction tangent along the scalar r^L, all samples
                 av = act.dphi(h)
                 bv = act.ddphi(h) * z
@@ -272,10 +311,14 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         se_rel = [s / max(sz, 1e-300) for s, sz in zip(ses, sizes)]
         residual = max(rels)
         noise = max(se_rel + [se_out / (abs(gamma0) * f_scale)])
+        resp_ok = all(ch <= max(3.0 * nz, TOL_FLOOR) for ch, nz in zip(resp_change, resp_noise))
         history.append({"iteration": it, "residual": residual, "noise": noise,
-                        "changes": rels, "standard_errors": se_rel + [se_out / (abs(gamma0) * f_scale)]})
+                        "changes": rels, "standard_errors": se_rel + [se_out / (abs(gamma0) * f_scale)],
+                        "responses_refreshed": refresh, "response_changes": resp_change,
+                        "response_noise": resp_noise})
         if progress:
             print(f"[solve_mc] it {it}: residual {residual:.3e} noise {noise:.3e}"
+                  f"{' responses ' + str([round(v, 3) for v in resp_change]) if refresh else ''}"
                   f"{' (averaging)' if averaging else ''}; changes (Phi^l, G^l, f) "
                   f"{[round(v, 4) for v in rels]}")
         if averaging:
@@ -297,13 +340,18 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         else:
             delta_now, f_out = march(y, ntk, eta, f_ref=f_ref, delta_ref=delta_ref)
         if averaging:
+            spread.add(observables(new_phi, new_g, f_new, ntk_over_time(new_phi, new_g, kx, t1, pa), y, p))
             if n_avg >= average_iterations:
                 break
             continue
         floor = max(3.0 * noise, TOL_FLOOR) if tol is None else tol
-        if residual <= floor and it >= depth + 2 and it > len(warmup):
+        # never converge on reused (unchecked) responses: refresh first, then decide
+        force_refresh = residual <= 2.0 * floor
+        if (residual <= floor and it >= depth + 2 and it > len(warmup)
+                and (refresh or not jac_used) and resp_ok):
             status = Status.CONVERGED
             averaging = True
+            spread.add(observables(new_phi, new_g, f_new, ntk_over_time(new_phi, new_g, kx, t1, pa), y, p))
             if average_iterations == 0:
                 break
         elif it >= max_iterations:
@@ -323,7 +371,9 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         "update": update,
         "control_variate": control_variate,
         "mehler_remainder": remainder,
-        "standard_error": {"phi": se_rel[0::2], "g": se_rel[1::2]},
+        "standard_error": standard_errors(spread, se_rel, depth, problem.n_test > 0),
+        "standard_error_window": spread.count,
+        "response_refreshes": n_refresh,
         "history": history,
         "timings": {**timing, "total": time.perf_counter() - t_start},
         "seed": seed,

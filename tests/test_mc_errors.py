@@ -1,0 +1,55 @@
+"""The Monte Carlo standard errors in ``info["standard_error"]`` (theory.mc_errors) are
+calibrated: the spread of the returned observables over independent seeds (an independent
+measurement of the noise) agrees with the reported relative errors within a factor 2."""
+
+import math
+
+import pytest
+import torch
+
+from theory import Problem, Status
+from theory.data import gaussian_data
+from theory.mc_errors import IterateSpread
+from theory.montecarlo import solve_mc
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine a second thread only adds contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+NAMES = ("loss", "f_train", "f_test", "ntk", "phi", "g")
+
+
+def test_iterate_spread_matches_direct_formula():
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.randn(5, 3, 4, generator=gen, dtype=torch.float64) + 2.0
+    sp = IterateSpread()
+    for x in xs:
+        sp.add({"x": x})
+    mean = xs.mean(0)
+    sd2 = float(((xs - mean) ** 2).sum()) / 4
+    assert math.isclose(sp.relative_se("x"), math.sqrt(sd2 / 5) / float(mean.norm()), rel_tol=1e-12)
+    one = IterateSpread()
+    one.add({"x": xs[0]})
+    assert one.relative_se("x") is None
+
+
+def test_reported_errors_are_calibrated_against_seed_spread():
+    x, y, xt, yt = gaussian_data(4, 8, 2, seed=1)
+    pr = Problem(x, y, xt, yt, depth=2, activation="tanh", gamma0=1.0, eta=0.1, steps=6)
+    sols = [solve_mc(pr, samples=400, response_samples=16, seed=s) for s in range(10)]
+    assert all(s.status is Status.CONVERGED for s in sols)
+    for s in sols:
+        assert set(NAMES) <= set(s.info["standard_error"])
+    for name in NAMES:
+        for l in range(2) if name in ("phi", "g") else (None,):
+            vals = torch.stack([getattr(s, name) if l is None else getattr(s, name)[l] for s in sols])
+            mean = vals.mean(0)
+            spread = math.sqrt(float(((vals - mean) ** 2).sum()) / (len(sols) - 1)) / float(mean.norm())
+            rep = [s.info["standard_error"][name] for s in sols]
+            rep = sum(r if l is None else r[l] for r in rep) / len(rep)
+            assert 0.5 < rep / spread < 2.0, (name, l, rep, spread)
