@@ -13,14 +13,6 @@ from theory.mc_errors import IterateSpread
 from theory.montecarlo import solve_mc
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine a second thread only adds contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 NAMES = ("loss", "f_train", "f_test", "ntk", "phi", "g")
 
 

@@ -9,15 +9,6 @@ from theory.mc_fields import coupling, pathwise_jacobians, solve_fields
 from theory.mc_jacobians import causal_jacobians
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine a second thread only adds contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _setup(act_name, t1=7, pa=3, s=5, seed=0):
     g = torch.Generator().manual_seed(seed)
     n = t1 * pa

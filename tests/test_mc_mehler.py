@@ -10,15 +10,6 @@ from theory.lazy import gaussian_moments
 from theory.mc_mehler import mehler_matrix, pair_moments
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine a second thread only adds contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cov(n, scale, seed):
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, n, generator=g, dtype=torch.float64)

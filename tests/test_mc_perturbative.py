@@ -12,14 +12,6 @@ from theory.montecarlo import solve_mc
 from theory.solve import solve_ntk
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine a second thread only adds contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 OPTS = dict(samples=400, response_samples=4)
 
 
