@@ -9,7 +9,7 @@ import torch
 
 from validate.checks import CNNWidthIndependence
 from validate.checks.cnn_width import cnn_runs, cnn_scalar
-from validate.claims import ClaimError, evaluate, load_claims
+from validate.claims import ClaimError, evaluate, load_claims, load_suite_file
 from validate.cnn_spec import CNNSpec
 from validate.frame import Verdict
 from validate.sources import Context
@@ -52,6 +52,8 @@ def test_cnn_claim_parses(tmp_path):
     assert c.check.problem == CNNSpec(n_train=48, n_test=32, depth=1, eta=2.0, batch_size=16, epochs=1)
     (ex,) = load_claims(EXAMPLES / "cnn_claims.toml")
     assert isinstance(ex.check, CNNWidthIndependence) and ex.check.widths == (64, 256)
+    suite = load_suite_file(_write(tmp_path, CNN.replace("[[claim]]", "[[check]]").replace("[claim.", "[check.")))
+    assert isinstance(suite.checks[0], CNNWidthIndependence) and suite.checks[0].observables[1] == "test_error_mean"
 
 
 @pytest.mark.parametrize("edit, line, field", [
