@@ -67,6 +67,8 @@ def test_cnn_claim_parses(tmp_path):
     (lambda t: t.replace("widths = [4, 8]", "widths = [4, 0]"), 18, "widths"),
     (lambda t: t.replace("seeds = 4", "seeds = 1"), 19, "seeds"),
     (lambda t: t.replace('kind = "width_independence"', 'kind = "convergence"'), 7, "problem.model"),
+    (lambda t: t.replace('kind = "width_independence"', 'kind = "cnn_width_independence"').replace(
+        'model = "cnn"', 'model = "mlp"'), 7, "problem.model"),
 ])
 def test_malformed_cnn_claims_name_line_and_field(tmp_path, edit, line, field):
     p = _write(tmp_path, edit(CNN))

@@ -49,6 +49,7 @@ DEFAULT_STATISTIC = {
     "convergence": "extrapolated_residual",
     "width_independence": "rel_diff_vs_widest",
     "breakdown": "rel_error_vs_dmft",
+    "cnn_width_independence": "rel_diff_vs_widest",
 }
 KEYS = {"name", "statement", "kind", "observable", "observables", "statistic", "tolerance",
         "problem", "grid", "options"}
@@ -137,7 +138,7 @@ def _build(path, text, header, i, item) -> tuple[Any, dict]:
     if bad:
         raise err(f"grid.{bad[0]}", f"unknown grid field; valid fields are {sorted(GRID_KEYS)}")
     problem = item.get("problem", {})
-    is_cnn = problem.get("model") == "cnn"
+    is_cnn = problem.get("model") == "cnn" or kind == "cnn_width_independence"
     if is_cnn:  # CNNs: width independence only, with validate.cnn_spec.CNNSpec fields
         if kind not in ("width_independence", "cnn_width_independence"):
             raise err("problem.model", f"model 'cnn' supports only kind 'width_independence', got {kind!r}")
