@@ -21,6 +21,12 @@ evaluates each claim with the matching check and reports pass / fail / inconclus
     [claim.options]                           # any other parameter of the check class
     contrast = false
 
+A CNN claim sets ``model = "cnn"`` in ``[claim.problem]`` and takes the fields of
+``validate.cnn_spec.CNNSpec`` there (data = "digits", classes, n_train, n_test, depth, gamma0,
+eta, batch_size, epochs, ...); the grid's widths are channel counts. Only kind
+"width_independence" applies (run by ``CNNWidthIndependence``; observables test_mse / test_loss,
+test_error, alignment, train_loss, final or with a ``_mean`` suffix averaged over training).
+
 Errors name the file, the line (where it can be found) and the field.
 """
 
@@ -36,12 +42,14 @@ import numpy as np
 
 from .checks import CHECKS
 from .frame import CheckResult, Verdict, frame, overall, verdict_row
+from .cnn_spec import CNNSpec
 from .spec import ProblemSpec
 
 DEFAULT_STATISTIC = {
     "convergence": "extrapolated_residual",
     "width_independence": "rel_diff_vs_widest",
     "breakdown": "rel_error_vs_dmft",
+    "cnn_width_independence": "rel_diff_vs_widest",
 }
 KEYS = {"name", "statement", "kind", "observable", "observables", "statistic", "tolerance",
         "problem", "grid", "options"}
@@ -129,8 +137,14 @@ def _build(path, text, header, i, item) -> tuple[Any, dict]:
     bad = sorted(set(grid) - GRID_KEYS)
     if bad:
         raise err(f"grid.{bad[0]}", f"unknown grid field; valid fields are {sorted(GRID_KEYS)}")
+    problem = item.get("problem", {})
+    is_cnn = problem.get("model") == "cnn" or kind == "cnn_width_independence"
+    if is_cnn:  # CNNs: width independence only, with validate.cnn_spec.CNNSpec fields
+        if kind not in ("width_independence", "cnn_width_independence"):
+            raise err("problem.model", f"model 'cnn' supports only kind 'width_independence', got {kind!r}")
+        kind = "cnn_width_independence"
     try:
-        spec = ProblemSpec.from_dict(item.get("problem", {}))
+        spec = (CNNSpec if is_cnn else ProblemSpec).from_dict(problem)
     except (TypeError, ValueError) as exc:
         field = str(exc).split(":")[0].strip()
         raise err(f"problem.{field}", str(exc)) from None

@@ -44,7 +44,8 @@ class ProblemSpec:
         if self.data not in DATASETS:
             raise ValueError(f"data: unknown value {self.data!r}; valid values are {list(DATASETS)}")
         if self.model not in MODELS:
-            raise ValueError(f"model: unknown value {self.model!r}; valid values are {list(MODELS)}")
+            raise ValueError(f"model: unknown value {self.model!r}; valid values are {list(MODELS) + ['cnn']} "
+                             "('cnn' takes the fields of validate.cnn_spec.CNNSpec)")
         for name in ("n_train", "input_dim", "depth", "steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

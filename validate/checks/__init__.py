@@ -4,6 +4,7 @@
 """
 
 from .breakdown import Breakdown
+from .cnn_width import CNNWidthIndependence
 from .convergence import Convergence
 from .width import WidthIndependence
 
@@ -11,6 +12,7 @@ CHECKS = {
     "convergence": Convergence,
     "breakdown": Breakdown,
     "width_independence": WidthIndependence,
+    "cnn_width_independence": CNNWidthIndependence,
 }
 
-__all__ = ["CHECKS", "Breakdown", "Convergence", "WidthIndependence"]
+__all__ = ["CHECKS", "Breakdown", "CNNWidthIndependence", "Convergence", "WidthIndependence"]

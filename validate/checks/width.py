@@ -34,14 +34,19 @@ class WidthIndependence:
     z: float = Z_DEFAULT
     contrast: bool = True
     name: str = "width_independence"
+    _allowed = SCALARS  # class attribute (not a field): the observables this check can read
 
     def __post_init__(self) -> None:
         if len(self.widths) < 2:
             raise ValueError(f"widths: need at least two widths, got {self.widths!r}")
         object.__setattr__(self, "widths", tuple(sorted(int(w) for w in self.widths)))
-        bad = [o for o in self.observables if o not in SCALARS]
+        bad = [o for o in self.observables if o not in self._allowed]
         if bad:
-            raise ValueError(f"observables: {bad} not allowed here; valid values are {list(SCALARS)}")
+            raise ValueError(f"observables: {bad} not allowed here; valid values are {list(self._allowed)}")
+
+    def _time(self) -> float:
+        """The time of the final observation (t = steps * eta)."""
+        return self.problem.steps * self.problem.eta
 
     def _final(self, ctx, spec, width):
         problem = spec.build()
@@ -60,7 +65,7 @@ class WidthIndependence:
                     gamma0=self.problem.gamma0 * (n0 / w) ** 0.5), w)
         for o in self.observables:
             base = dict(check=self.name, observable=o, scheme="networks", gamma0=self.problem.gamma0,
-                        depth=self.problem.depth, time=self.problem.steps * self.problem.eta)
+                        depth=self.problem.depth, time=self._time())
             for w, vals in fixed.items():
                 m, se = mean_se(vals[o])
                 meas.append(dict(base, source="fixed_gamma0", width=w, statistic="final_mean", value=m, stderr=se))
