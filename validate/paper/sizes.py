@@ -67,7 +67,7 @@ FULL = Size(
 )
 
 CPU = Size(
-    name="cpu", f1_steps=100, f1_samples=1000, f1_response_samples=16,
+    name="cpu", f1_steps=100, f1_samples=4000, f1_response_samples=64,
     f1_widths=(2, 8, 32, 128, 512, 1024, 2048), f1_seeds=10, f1_converge_from=512,
     f1_density_samples=4000,
     lin_steps=100, lin_depths=(1, 2, 3, 4, 5), lin_widths=(256, 512, 1024), lin_seeds=8,
