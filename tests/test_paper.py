@@ -141,3 +141,22 @@ def test_cnn_learning_rate_scales_like_one_over_gamma0():
 
     assert eta_for(1.0) == ETA0
     assert eta_for(5.0) * 5.0 == pytest.approx(ETA0) and eta_for(10.0) * 10.0 == pytest.approx(ETA0)
+
+
+def test_fig1_theory_error_reaches_the_convergence_check():
+    """The Monte Carlo solution carries its standard error (Solution.info) and the convergence
+    check reads one for every Fig. 1 observable, so theory noise widens the residual bounds."""
+    from theory import Problem, solve
+    from theory.data import gaussian_data
+    from validate.checks.common import theory_stderr
+    from validate.metrics import observable
+    from validate.paper.sizes import CPU
+
+    assert (CPU.f1_samples, CPU.f1_response_samples) >= (4000, 64)  # the solver's defaults
+    x, y, _, _ = gaussian_data(4, 6, 0, seed=1)
+    pr = Problem(x, y, depth=2, activation="tanh", gamma0=1.0, eta=0.1, steps=3)
+    sol = solve(pr, samples=256, response_samples=4)
+    for name, layer in (("loss", None), ("ntk", None), ("phi", 0), ("g", 1)):
+        ref = observable(sol, name, pr, layer)
+        se = theory_stderr(sol, name, layer, ref)
+        assert se is not None and se.shape == ref.shape and float(se.norm()) > 0, name
