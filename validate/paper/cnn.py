@@ -37,6 +37,9 @@ def eta_for(gamma0: float) -> float:
 BATCH = 32
 TOLERANCE = {"test_mse": 0.10, "test_error": 0.05, "alignment": 0.10}  # error: absolute, others relative
 DIGITS_CLASSES = (3, 5)
+#: networks whose mean final test MSE stays above this (it starts at ~1: centred output, targets
+#: +-1) have not left the initial plateau; comparing two untrained widths says nothing
+PLATEAU_MSE = 0.95
 
 
 def load_data(size) -> tuple[object, str]:
@@ -99,10 +102,19 @@ class PaperFig4:
         bar.close()
         lo, hi = min(sz.cnn_widths), max(sz.cnn_widths)
         for g0 in sz.cnn_gamma0s:
+            mses = [finals[(g0, w, "test_mse")] for w in (lo, hi)]
+            stuck = all(len(x) and float(np.mean(x)) > PLATEAU_MSE for x in mses)
             for obs, tol in TOLERANCE.items():
                 a, b = finals[(g0, lo, obs)], finals[(g0, hi, obs)]
                 base = dict(check=self.name, observable=obs, scheme="networks", gamma0=g0, width=lo,
                             statistic="final_diff_vs_widest", tolerance=tol)
+                if stuck:
+                    rows.append(verdict_row(**base, verdict=Verdict.INCONCLUSIVE,
+                                            reason=(f"networks still on the initial plateau at both widths "
+                                                    f"(mean test MSE {np.mean(mses[0]):.3g}, {np.mean(mses[1]):.3g} "
+                                                    f"> {PLATEAU_MSE}): two untrained widths say nothing; "
+                                                    "train longer or raise eta")))
+                    continue
                 if len(a) < 2 or len(b) < 2:
                     rows.append(verdict_row(**base, verdict=Verdict.INCONCLUSIVE,
                                             reason=f"fewer than 2 non-diverged seeds at N = {lo} or {hi}"))
