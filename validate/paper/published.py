@@ -95,12 +95,13 @@ NOTES = """\
   eta = 0.1 and 0.05 the gamma0 = 5 and 10 networks do not leave the initial plateau in 15 epochs
   (test MSE 0.98-0.99, every test image given the same label, accuracy 0.44 at both widths;
   a probe at eta = 0.4 for gamma0 = 5 left the plateau after about 6 epochs and then diverged for
-  one of two seeds). Their width-independence `pass` rows for test MSE and error are therefore
-  degenerate (both widths equally untrained), not evidence for the paper's claim. At gamma0 = 1
+  one of two seeds). Comparing two untrained widths says nothing, so their width-independence
+  rows are inconclusive (the check marks a gamma0 whose mean test MSE stays above 0.95 at both
+  widths as still on the plateau); they are evidence neither for nor against the paper's claim. At gamma0 = 1
   (eta = 0.5) the networks learn (accuracy 0.95 at N = 64, 0.85 at N = 128) and the test MSE is
   width independent (pass: 0.86 vs 0.89, within 10 %); test error and kernel alignment are
   inconclusive with 3 seeds. Open items: more epochs or a learning-rate schedule for large
-  gamma0, more seeds, and a guard that marks runs still on the plateau inconclusive.
+  gamma0 (to leave the plateau without diverging), and more seeds.
 - **Appendix.** The cpu size runs T = 50 steps of eta = 0.3 (the same horizon t = 15 as the
   paper's T = 200, eta = 0.075) with 1,000 Monte Carlo samples; kernels pass, the loss residuals
   are inconclusive because the final losses are small and noisy across seeds.
