@@ -77,7 +77,7 @@ def write_markdown(out: Path, notes: str | None = None) -> Path:
                         else " (subsampled at this size)"))
     if size is not None:
         red = reductions(size)
-        lines += ["", "### Reduced against the paper's sizes (`full`)", ""]
+        lines += ["", "### Differences from the paper's sizes (`full`)", ""]
         lines += [f"- {r}" for r in red] if red else ["- nothing: the paper's sizes"]
     lines += ["", "## Our numbers beside the published ones", "", md_table(comparison(tables)), ""]
     notes = NOTES if notes is None else notes
