@@ -101,8 +101,8 @@ NOTES = """\
   networks learn (accuracy 0.95 at N = 64, 0.88 at N = 128, test MSE 0.80 and 0.87) and the
   test error *fails* width independence (0.053 vs 0.123, difference 0.07 > 0.05): the narrower
   networks leave the plateau sooner, as expected while training is still in its
-  fluctuation-driven early phase (THEORY.md section 6: finite-width corrections are largest where
-  the dynamics is unstable). This is not the paper's regime (30 epochs on CIFAR-10 at N = 250,
+  early phase, where escaping the plateau depends on finite-width fluctuations (our reading, not a
+  THEORY.md fact). This is not the paper's regime (30 epochs on CIFAR-10 at N = 250,
   500, far past the plateau); test MSE and alignment are inconclusive with 6 seeds. Open items:
   more epochs (or a learning-rate schedule for large gamma0), wider networks on a GPU.
 - **Appendix.** The cpu size runs T = 50 steps of eta = 0.3 (the same horizon t = 15 as the
