@@ -99,3 +99,64 @@ def test_network_fields_start_as_the_input_gaussian():
     cov = h1 @ h1.T / h1.shape[1]
     assert torch.allclose(cov, pr.kx.to(cov), atol=0.1)
     assert h[0].shape == (2, 2, 4, 4000)
+
+
+def test_only_rerun_replaces_just_its_rows(smoke_run, tmp_path):
+    """``--only``: the rerun experiment's rows replace the saved ones, every other row is kept."""
+    import json
+    import shutil
+
+    from validate.frame import CheckResult, frame
+    from validate.paper.report import load_tables, merge_tables
+
+    _, out = smoke_run
+    dst = tmp_path / "paper"
+    shutil.copytree(out, dst)
+    (dst / "run.json").write_text(json.dumps({"size": "smoke", "check_seconds": {"fig1/tanh-L3": 5.0,
+                                                                                 "appendix/relu-L1": 2.0}}))
+    old = load_tables(dst)["verdicts"]
+    is_app = old["check"].str.startswith("appendix/")
+    new = old[is_app].assign(reason="rerun")
+    merged, meta = merge_tables(dst, CheckResult(frame("verdicts", new.to_dict("records"))),
+                                {"check_seconds": {"appendix/relu-L1": 1.0}, "elapsed_s": 1.0},
+                                ["appendix/relu-L1"])
+    v = merged.verdicts
+    got_app = v[v["check"].str.startswith("appendix/")]
+    assert len(got_app) == is_app.sum() and (got_app["reason"] == "rerun").all()
+    assert len(v) == len(old)
+    assert (v[~v["check"].str.startswith("appendix/")]["reason"] != "rerun").all()
+    assert meta["check_seconds"] == {"fig1/tanh-L3": 5.0, "appendix/relu-L1": 1.0}
+    assert meta["rerun"]["experiments"] == ["appendix/relu-L1"]
+
+
+def test_only_rejects_unknown_experiment(tmp_path):
+    from validate.paper.__main__ import main
+
+    with pytest.raises(SystemExit, match="--only"):
+        main(["--size", "smoke", "--only", "fig9", "--out", str(tmp_path), "--cache", ""])
+
+
+def test_cnn_learning_rate_scales_like_one_over_gamma0():
+    from validate.paper.cnn import ETA0, eta_for
+
+    assert eta_for(1.0) == ETA0
+    assert eta_for(5.0) * 5.0 == pytest.approx(ETA0) and eta_for(10.0) * 10.0 == pytest.approx(ETA0)
+
+
+def test_fig1_theory_error_reaches_the_convergence_check():
+    """The Monte Carlo solution carries its standard error (Solution.info) and the convergence
+    check reads one for every Fig. 1 observable, so theory noise widens the residual bounds."""
+    from theory import Problem, solve
+    from theory.data import gaussian_data
+    from validate.checks.common import theory_stderr
+    from validate.metrics import observable
+    from validate.paper.sizes import CPU
+
+    assert (CPU.f1_samples, CPU.f1_response_samples) >= (4000, 64)  # the solver's defaults
+    x, y, _, _ = gaussian_data(4, 6, 0, seed=1)
+    pr = Problem(x, y, depth=2, activation="tanh", gamma0=1.0, eta=0.1, steps=3)
+    sol = solve(pr, samples=256, response_samples=4)
+    for name, layer in (("loss", None), ("ntk", None), ("phi", 0), ("g", 1)):
+        ref = observable(sol, name, pr, layer)
+        se = theory_stderr(sol, name, layer, ref)
+        assert se is not None and se.shape == ref.shape and float(se.norm()) > 0, name

@@ -8,6 +8,7 @@ only re-renders an existing folder from its tables.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,9 +28,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--render", action="store_true", help="only re-render <out> from its tables")
+    p.add_argument("--only", default=None,
+                   help="comma-separated experiment prefixes to rerun (fig1,fig2,fig3,fig4,appendix); "
+                        "the other experiments' rows are kept from <out>/tables")
     args = p.parse_args(argv)
     out = Path(args.out)
-    from .report import render_paper_report, save_tables
+    from .report import merge_tables, render_paper_report, save_tables
 
     if args.render:
         render_paper_report(out)
@@ -48,13 +52,26 @@ def main(argv=None) -> int:
         os.environ[DATA_ENV] = args.data_root
     size = resolve(args.size, args.device)
     os.environ[ENV] = size.name
+    suite = build(size.name)
+    only = None
+    if args.only:
+        only = tuple(x.strip() for x in args.only.split(",") if x.strip())
+        known = [c.name.split("/")[0] for c in suite.checks]
+        bad = [x for x in only if x not in known]
+        if bad:
+            raise SystemExit(f"--only: unknown experiment(s) {bad}; valid values are {known}")
+        if not (out / "tables").is_dir():
+            raise SystemExit(f"--only: {out / 'tables'} does not exist; run the whole suite first")
+        suite = dataclasses.replace(suite, checks=tuple(c for c in suite.checks if c.name.split("/")[0] in only))
     ctx = Context(device=args.device, seed=args.seed, cache_dir=Path(args.cache) if args.cache else None,
                   progress=not args.quiet)
     t0 = time.perf_counter()
-    result, timings = run_suite(build(size.name), ctx)
+    result, timings = run_suite(suite, ctx)
     meta = dict(size=size.name, device=args.device, seed=args.seed, elapsed_s=round(time.perf_counter() - t0, 1),
                 check_seconds={k: round(v, 1) for k, v in timings.items()}, work=ctx.stats,
                 threads=torch.get_num_threads(), command="python -m validate.paper " + " ".join(argv or sys.argv[1:]))
+    if only is not None:
+        result, meta = merge_tables(out, result, meta, [c.name for c in suite.checks])
     save_tables(result, out, meta)
     render_paper_report(out)
     print(f"report: {out / 'README.md'} ({meta['elapsed_s']} s)")

@@ -57,7 +57,16 @@ def write_markdown(out: Path, notes: str | None = None) -> Path:
             lines.append(f"- {k}: {meta[k]}")
     if "check_seconds" in meta:
         lines.append("- seconds per experiment: " + ", ".join(f"{k} {s}" for k, s in meta["check_seconds"].items()))
+    if "rerun" in meta:
+        r = meta["rerun"]
+        lines.append(f"- rerun: {', '.join(r.get('experiments', []))} in {r.get('elapsed_s')} s "
+                     f"(`{r.get('command')}`); the other experiments' rows are from the run above, "
+                     "and elapsed_s is the sum of the latest seconds per experiment")
     d = tables["measurements"]
+    lr = d[(d["observable"] == "eta") & (d["statistic"] == "learning_rate")]
+    if len(lr):
+        lines.append("- Fig. 4 learning rate eta(gamma0) (parameter step eta gamma0^2 N): "
+                     + ", ".join(f"gamma0 = {g:g}: {e:g}" for g, e in zip(lr["gamma0"], lr["value"])))
     ds = d[d["source"] == "data"]
     if len(ds):
         desc = ds["observable"].iloc[0].removeprefix("dataset:")
@@ -68,7 +77,7 @@ def write_markdown(out: Path, notes: str | None = None) -> Path:
                         else " (subsampled at this size)"))
     if size is not None:
         red = reductions(size)
-        lines += ["", "### Reduced against the paper's sizes (`full`)", ""]
+        lines += ["", "### Differences from the paper's sizes (`full`)", ""]
         lines += [f"- {r}" for r in red] if red else ["- nothing: the paper's sizes"]
     lines += ["", "## Our numbers beside the published ones", "", md_table(comparison(tables)), ""]
     notes = NOTES if notes is None else notes
