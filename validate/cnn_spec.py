@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+
+from .spec import SpecFields
 
 CNN_DATASETS = ("digits", "cifar10")
 LR_SCALINGS = ("mean_field", "fixed")
 
 
 @dataclass(frozen=True)
-class CNNSpec:
+class CNNSpec(SpecFields):
     """Data, architecture and schedule of one CNN experiment.
 
     model "cnn"; data "digits" (scikit-learn 8x8 digits, offline) or "cifar10" (needs ``root``);
@@ -27,6 +28,8 @@ class CNNSpec:
     lr_scaling ("mean_field": lr = eta gamma0^2 N), batch_size, epochs, eval_every (SGD steps
     between evaluations), n_probe (test points for the alignment).
     """
+
+    _unknown_field = "unknown field for model 'cnn'"
 
     _: KW_ONLY
     model: str = "cnn"
@@ -69,18 +72,6 @@ class CNNSpec:
             object.__setattr__(self, name, float(v))
         if self.lr_scaling not in LR_SCALINGS:
             raise ValueError(f"lr_scaling: unknown value {self.lr_scaling!r}; valid values are {list(LR_SCALINGS)}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CNNSpec":
-        """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
-        names = {f.name for f in dataclasses.fields(cls) if f.name != "_"}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: unknown field for model 'cnn'; valid fields are {sorted(names)}")
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> "CNNSpec":
-        return dataclasses.replace(self, **changes)
 
     def dataset(self):
         """The two-class image ``simulate.data.Dataset`` (images (n, C, H, W), with a test set)."""

@@ -13,12 +13,31 @@ from typing import Any
 from theory import Problem
 from theory.data import gaussian_data
 
+
+class SpecFields:
+    """``from_dict`` and ``replace`` shared by the frozen problem specs of claims and suites."""
+
+    _unknown_field = "unknown problem field"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in dataclasses.fields(cls) if f.name != "_"}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: {cls._unknown_field}; valid fields are {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
 DATASETS = ("gaussian",)  # more (digits, cifar2 for CNNs) once simulate.data lands
 MODELS = ("mlp",)  # "cnn" once simulate.cnn lands
 
 
 @dataclass(frozen=True)
-class ProblemSpec:
+class ProblemSpec(SpecFields):
     """Data, architecture and schedule of one experiment (THEORY.md section 1).
 
     data: "gaussian" (embedded synthetic inputs x ~ N(0, I_D), THEORY.md section 7);
@@ -57,18 +76,6 @@ class ProblemSpec:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{name}: must be a number, got {v!r}")
             object.__setattr__(self, name, float(v))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ProblemSpec":
-        """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
-        names = {f.name for f in dataclasses.fields(cls) if f.name != "_"}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: unknown problem field; valid fields are {sorted(names)}")
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> "ProblemSpec":
-        return dataclasses.replace(self, **changes)
 
     def build(self) -> Problem:
         """The ``theory.Problem`` (validated there too: eta stability, activation name, ...)."""
