@@ -45,3 +45,22 @@ def test_reported_errors_are_calibrated_against_seed_spread():
             rep = [s.info["standard_error"][name] for s in sols]
             rep = sum(r if l is None else r[l] for r in rep) / len(rep)
             assert 0.5 < rep / spread < 2.0, (name, l, rep, spread)
+
+
+def test_per_iteration_noise_floor_is_calibrated_per_kernel():
+    """The stopping rule's noise floor (``history[i]["standard_errors"]``, per layer
+    ``[se_Phi, se_G]``) is calibrated kernel by kernel: one iteration from the (deterministic)
+    lazy start, repeated over seeds, spreads as much as each kernel's reported split-half error.
+    At L = 3 the kernels' norms differ several-fold, so an error divided by the wrong kernel's
+    norm is caught."""
+    x, y, xt, yt = gaussian_data(4, 8, 2, seed=1)
+    pr = Problem(x, y, xt, yt, depth=3, activation="tanh", gamma0=1.0, eta=0.1, steps=6)
+    sols = [solve_mc(pr, samples=400, response_samples=8, seed=s, max_iterations=1,
+                     average_iterations=0, warmup=(), control_variate="none") for s in range(12)]
+    for l in range(3):
+        for k, name in enumerate(("phi", "g")):
+            vals = torch.stack([getattr(s, name)[l] for s in sols])
+            mean = vals.mean(0)
+            spread = math.sqrt(float(((vals - mean) ** 2).sum()) / (len(sols) - 1)) / float(mean.norm())
+            rep = sum(s.info["history"][0]["standard_errors"][2 * l + k] for s in sols) / len(sols)
+            assert 0.6 < rep / spread < 1.6, (name, l, rep, spread)

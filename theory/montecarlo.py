@@ -308,7 +308,9 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
                 for nw, od in zip(new_phi + new_g, olds)]
         f_scale = max(float(f_ref.norm()), float(y.norm()), 1e-300)
         rels.append(float((f_new - f_ref).norm()) / f_scale)
-        se_rel = [s / max(sz, 1e-300) for s, sz in zip(ses, sizes)]
+        # ses is per layer [se_phi, se_g, ...]; sizes is [Phi^1..Phi^L, G^1..G^L]
+        sizes_by_layer = [sz for pair in zip(sizes[:depth], sizes[depth:]) for sz in pair]
+        se_rel = [s / max(sz, 1e-300) for s, sz in zip(ses, sizes_by_layer)]
         residual = max(rels)
         noise = max(se_rel + [se_out / (abs(gamma0) * f_scale)])
         resp_ok = all(ch <= max(3.0 * nz, TOL_FLOOR) for ch, nz in zip(resp_change, resp_noise))
