@@ -82,6 +82,7 @@ def solve_mc(
     warmup: tuple[float, ...] = WARMUP,
     perturbative_step: float = 0.1,
     response_every: int = RESPONSE_EVERY,
+    response_average: bool = True,
 ) -> Solution:
     """Self-consistent DMFT of ``problem`` by alternating Monte Carlo (THEORY.md section 2).
 
@@ -106,6 +107,10 @@ def solve_mc(
         always re-estimated on the iteration after one whose residual was within twice the
         stopping floor, and convergence is only declared on an iteration that re-estimated
         them AND found them unchanged within their own noise (split-half standard error).
+    response_average: after the warm-up, consecutive response refreshes that agree with the
+        stored responses within their noise are averaged (running mean, reset by any refresh
+        that disagrees), so the response noise keeps falling near the fixed point instead of
+        staying at the ``response_samples`` level; False replaces them at every refresh.
     Returns a :class:`theory.Solution`; ``info`` holds ``standard_error`` (relative Frobenius
     errors of "loss", "f_train", "f_test", "ntk" and per layer "phi", "g":
     ``theory.mc_errors``), ``response_refreshes``, the ``history``, samples and timings.
@@ -138,7 +143,7 @@ def solve_mc(
                   average_iterations=average_iterations, control_variate=control_variate,
                   seed=seed, device=device, dtype=dtype, progress=progress,
                   gauss_seidel=gauss_seidel, warmup=tuple(float(w) for w in warmup),
-                  response_every=response_every)
+                  response_every=response_every, response_average=bool(response_average))
     if scheme == "perturbative":
         from .mc_perturbative import solve_perturbative_mc
 
@@ -172,7 +177,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
                    response_samples: int, damping: float, tol, max_iterations: int,
                    average_iterations: int, control_variate: str, seed: int, device, dtype,
                    progress: bool, gauss_seidel: bool = True, warmup: tuple = (),
-                   response_every: int = 1) -> dict:
+                   response_every: int = 1, response_average: bool = False) -> dict:
     """The fixed-point loop. ``gamma0`` may differ from ``problem.gamma0`` (perturbative scheme:
     it may even be negative). Returns a dict of (n, n) kernels, outputs and the report."""
     t_start = time.perf_counter()
@@ -185,6 +190,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
     y = problem.y_train.to(**kw)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     use_resp = scheme == "dmft"
+    resp_average = response_average
     want_jac = use_resp or control_variate == "linearized"
     lins = [None] * depth
     remainder = 0.0
@@ -211,6 +217,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
     jac_used = want_jac and (depth > 1 or control_variate == "linearized")
     last_refresh, force_refresh, n_refresh = 0, False, 0
     resp_se = [math.inf] * (2 * (depth - 1))  # absolute split-half se of the stored A^l, B^l
+    resp_streak = 0  # consecutive agreeing refreshes in the responses' running mean
     spread = IterateSpread()
     for it in range(1, max_iterations + average_iterations + 1):
         frac = warmup[it - 1] if it <= len(warmup) else 1.0
@@ -219,7 +226,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
                                 or it - last_refresh >= response_every)
         if refresh:
             last_refresh, n_refresh = it, n_refresh + 1
-        resp_change, resp_noise = [], []
+        resp_change, resp_noise, new_se = [], [], {}
         s_it = max(4, int(round(frac * samples)))
         sr = max(1, int(round(frac * response_samples)))
         delta_vec = torch.zeros(t1, pa, **kw)
@@ -267,7 +274,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
                         size = max(float(torch.linalg.matrix_norm(new)), 1e-300)
                         resp_change.append(float(torch.linalg.matrix_norm(new - old)) / size)
                         resp_noise.append(math.hypot(se_new, resp_se[k]) / size)
-                        resp_se[k] = se_new
+                        new_se[k] = se_new
                 if use_resp and l <= depth - 1:
                     new_a[l - 1] = ja
                 if use_resp and l >= 2:
@@ -314,6 +321,16 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         residual = max(rels)
         noise = max(se_rel + [se_out / (abs(gamma0) * f_scale)])
         resp_ok = all(ch <= max(3.0 * nz, TOL_FLOOR) for ch, nz in zip(resp_change, resp_noise))
+        # responses: a running mean over consecutive refreshes that agree with the stored estimate
+        # within their noise (the fixed point's responses, re-estimated from fresh samples), so
+        # their noise falls like 1/sqrt(refreshes) instead of staying at the response-sample level
+        beta_resp = None
+        if refresh and use_resp:
+            averaging_resp = resp_average and it > len(warmup) + 1 and bool(resp_change) and resp_ok
+            resp_streak = resp_streak + 1 if averaging_resp else 0
+            beta_resp = 1.0 / (resp_streak + 1)
+            for k, se_new in new_se.items():
+                resp_se[k] = se_new * math.sqrt(beta_resp) if resp_streak else se_new
         history.append({"iteration": it, "residual": residual, "noise": noise,
                         "changes": rels, "standard_errors": se_rel + [se_out / (abs(gamma0) * f_scale)],
                         "responses_refreshed": refresh, "response_changes": resp_change,
@@ -332,8 +349,10 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         phis = [mix(o, nw) for o, nw in zip(phis, new_phi)]
         gs = [mix(o, nw) for o, nw in zip(gs, new_g)]
         if use_resp:
-            a_resp = [mix(o, nw) for o, nw in zip(a_resp, new_a)]
-            b_resp = [mix(o, nw) for o, nw in zip(b_resp, new_b)]
+            if beta_resp is not None:  # refreshed this iteration (otherwise new == stored)
+                mix_r = lambda old, new: old + beta_resp * (new - old)  # noqa: E731
+                a_resp = [mix_r(o, nw) for o, nw in zip(a_resp, new_a)]
+                b_resp = [mix_r(o, nw) for o, nw in zip(b_resp, new_b)]
         f_ref = mix(f_ref, f_new)
         delta_ref = mix(delta_ref, delta_now)
         ntk = ntk_over_time(phis, gs, kx, t1, pa)
