@@ -50,13 +50,16 @@ def test_reported_errors_are_calibrated_against_seed_spread():
 def test_per_iteration_noise_floor_is_calibrated_per_kernel():
     """The stopping rule's noise floor (``history[i]["standard_errors"]``, per layer
     ``[se_Phi, se_G]``) is calibrated kernel by kernel: one iteration from the (deterministic)
-    lazy start, repeated over seeds, spreads as much as each kernel's reported split-half error.
+    lazy start, repeated over seeds, spreads as much as each kernel's reported split-half error
+    (Jacobi sweep, so that no layer sees another layer's fresh noise, which the split halves of
+    one layer cannot see: ``theory.mc_errors``).
     At L = 3 the kernels' norms differ several-fold, so an error divided by the wrong kernel's
     norm is caught."""
     x, y, xt, yt = gaussian_data(4, 8, 2, seed=1)
     pr = Problem(x, y, xt, yt, depth=3, activation="tanh", gamma0=1.0, eta=0.1, steps=6)
     sols = [solve_mc(pr, samples=400, response_samples=8, seed=s, max_iterations=1,
-                     average_iterations=0, warmup=(), control_variate="none") for s in range(12)]
+                     average_iterations=0, warmup=(), control_variate="none", gauss_seidel=False)
+            for s in range(12)]
     for l in range(3):
         for k, name in enumerate(("phi", "g")):
             vals = torch.stack([getattr(s, name)[l] for s in sols])

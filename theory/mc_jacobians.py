@@ -28,13 +28,16 @@ import torch
 
 from .activations import Activation
 
-#: Target number of column blocks (the block size is a whole number of time steps).
-BLOCKS = 10
+#: Target rows per block (a block is a whole number of time steps). Measured on 2 CPU cores
+#: (P_all = 12, 32 samples): 64 rows balances the flops wasted on the zero part of a block
+#: against per-call overhead; at T = 100 (17 blocks) 1.47 s against 1.70 s with 10 blocks, at
+#: T = 20 (4 blocks) 0.054 s against 0.082 s.
+BLOCK_ROWS = 64
 
 
-def _block_edges(n: int, n_points: int, blocks: int) -> list[int]:
+def _block_edges(n: int, n_points: int, blocks: int | None) -> list[int]:
     t1 = n // n_points
-    per = max(1, math.ceil(t1 / blocks))
+    per = max(1, math.ceil(BLOCK_ROWS / n_points)) if blocks is None else max(1, math.ceil(t1 / blocks))
     edges = list(range(0, t1, per)) + [t1]
     return [e * n_points for e in edges]
 
@@ -43,7 +46,7 @@ def causal_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: torch
                      act: Activation, n_points: int, *, want_a: bool = True,
                      want_b: bool = True, want_x: bool = False, chunk: int = 8,
                      u: torch.Tensor | None = None, r: torch.Tensor | None = None,
-                     blocks: int = BLOCKS, a_cv: torch.Tensor | None = None,
+                     blocks: int | None = None, a_cv: torch.Tensor | None = None,
                      e_aa: torch.Tensor | None = None):
     """Sample means ``(A, B[, X])`` (each (n, n) or None) of the exact per-sample Jacobians.
 
