@@ -34,7 +34,8 @@ LR_SCALINGS = ("mean_field", "fixed")
 
 @dataclass(frozen=True, kw_only=True)
 class CNNConfig:
-    """channels N, depth (conv layers), gamma0 (> 0), eta, lr_scaling, batch_size, epochs,
+    """channels N, depth (conv layers), gamma0 (> 0), eta, lr_scaling, decay_start (fraction of
+    training after which the rate decays linearly to 0; 1.0 keeps it constant), batch_size, epochs,
     eval_every (SGD steps between evaluations), n_probe (test points for the alignment),
     seeds, seed, data_seed (minibatch order), device, dtype."""
 
@@ -43,6 +44,7 @@ class CNNConfig:
     gamma0: float = 1.0
     eta: float = 0.05
     lr_scaling: str = "mean_field"
+    decay_start: float = 1.0
     batch_size: int = 64
     epochs: int = 1
     eval_every: int = 10
@@ -63,6 +65,9 @@ class CNNConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name}: must be a finite number > 0, got {v!r}")
+        if isinstance(self.decay_start, bool) or not isinstance(self.decay_start, (int, float)) \
+                or not 0.0 <= self.decay_start <= 1.0:
+            raise ValueError(f"decay_start: must be a fraction in [0, 1], got {self.decay_start!r}")
         if self.lr_scaling not in LR_SCALINGS:
             raise ValueError(f"lr_scaling: unknown value {self.lr_scaling!r}; valid values are {list(LR_SCALINGS)}")
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
@@ -71,6 +76,14 @@ class CNNConfig:
     @property
     def lr(self) -> float:
         return self.eta * self.gamma0**2 * self.channels if self.lr_scaling == "mean_field" else self.eta
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate of SGD step ``step`` (0-based) of ``total``: ``lr`` until the fraction
+        ``decay_start`` of training, then decaying linearly to 0 at the end (1.0: constant)."""
+        start = self.decay_start * total
+        if step < start or total <= start:
+            return self.lr
+        return self.lr * max(0.0, (total - step) / (total - start))
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,7 +231,7 @@ def train_cnn(data: Dataset, config: CNNConfig, *, progress: bool = False) -> CN
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             for p, g in zip(params, grads):
-                p.sub_(torch.nan_to_num(g), alpha=config.lr)
+                p.sub_(torch.nan_to_num(g), alpha=config.lr_at(step, total))
             running += per_seed.detach()
             n_run += 1
         step += 1

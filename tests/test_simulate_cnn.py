@@ -103,5 +103,23 @@ def test_divergence_and_bad_config(data):
         CNNConfig(gamma0=0.0)
     with pytest.raises(ValueError, match="channels"):
         CNNConfig(channels=0)
+    with pytest.raises(ValueError, match="decay_start"):
+        CNNConfig(decay_start=1.5)
     with pytest.raises(ValueError, match="data"):
         train_cnn(Dataset(x_train=torch.ones(3, 4), y_train=torch.ones(3)), CNNConfig())
+
+
+def test_learning_rate_schedule_constant_then_linear_decay(data):
+    cfg = CNNConfig(channels=4, gamma0=2.0, eta=0.1, decay_start=0.5)
+    lr = 0.1 * 2.0**2 * 4
+    assert [cfg.lr_at(k, 10) for k in (0, 4)] == [lr, lr]
+    assert [cfg.lr_at(k, 10) for k in (5, 6, 8, 9)] == pytest.approx([lr, 0.8 * lr, 0.4 * lr, 0.2 * lr])
+    assert [CNNConfig(channels=4, decay_start=0.0).lr_at(k, 4) for k in range(4)] == pytest.approx(
+        [c * CNNConfig(channels=4).lr for c in (1.0, 0.75, 0.5, 0.25)])
+    assert CNNConfig(channels=4).lr_at(99, 100) == CNNConfig(channels=4).lr
+    # the schedule reaches the optimiser: same start, different end
+    base = dict(channels=8, depth=2, eta=2.0, batch_size=50, epochs=2, eval_every=1, seeds=1)
+    const = train_cnn(data, CNNConfig(**base))
+    decayed = train_cnn(data, CNNConfig(decay_start=0.0, **base))
+    torch.testing.assert_close(const.test_mse[:, :2], decayed.test_mse[:, :2])
+    assert float(const.test_mse[0, -1]) != float(decayed.test_mse[0, -1])

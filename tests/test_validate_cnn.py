@@ -118,8 +118,13 @@ def test_cnn_scalar_drops_diverged_seeds_and_aliases():
 @pytest.mark.parametrize("kw, field", [
     (dict(model="mlp"), "model"), (dict(data="gaussian"), "data"), (dict(data="cifar10"), "root"),
     (dict(classes=(0, 10)), "classes"), (dict(gamma0=0.0), "gamma0"), (dict(n_probe=1), "n_probe"),
-    (dict(lr_scaling="ntk"), "lr_scaling"),
+    (dict(lr_scaling="ntk"), "lr_scaling"), (dict(decay_start=-0.1), "decay_start"),
 ])
 def test_cnnspec_errors_name_the_field(kw, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         CNNSpec(**kw)
+
+
+def test_cnnspec_schedule_reaches_the_trainer():
+    assert CNNSpec(decay_start=0.5).config(8, 2).decay_start == 0.5
+    assert CNNSpec().config(8, 2).decay_start == 1.0

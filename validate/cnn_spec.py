@@ -25,7 +25,8 @@ class CNNSpec(SpecFields):
     model "cnn"; data "digits" (scikit-learn 8x8 digits, offline) or "cifar10" (needs ``root``);
     classes: two class indices (the first gets label +1); n_train / n_test: random subsets
     (0 keeps all); data_seed: subset and minibatch order; depth: conv layers; gamma0, eta,
-    lr_scaling ("mean_field": lr = eta gamma0^2 N), batch_size, epochs, eval_every (SGD steps
+    lr_scaling ("mean_field": lr = eta gamma0^2 N), decay_start (fraction of training after
+    which the rate decays linearly to 0; 1.0: constant), batch_size, epochs, eval_every (SGD steps
     between evaluations), n_probe (test points for the alignment).
     """
 
@@ -43,6 +44,7 @@ class CNNSpec(SpecFields):
     gamma0: float = 1.0
     eta: float = 0.05
     lr_scaling: str = "mean_field"
+    decay_start: float = 1.0
     batch_size: int = 32
     epochs: int = 2
     eval_every: int = 10
@@ -72,6 +74,10 @@ class CNNSpec(SpecFields):
             object.__setattr__(self, name, float(v))
         if self.lr_scaling not in LR_SCALINGS:
             raise ValueError(f"lr_scaling: unknown value {self.lr_scaling!r}; valid values are {list(LR_SCALINGS)}")
+        d = self.decay_start
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d <= 1.0:
+            raise ValueError(f"decay_start: must be a fraction in [0, 1], got {d!r}")
+        object.__setattr__(self, "decay_start", float(d))
 
     def dataset(self):
         """The two-class image ``simulate.data.Dataset`` (images (n, C, H, W), with a test set)."""
@@ -87,7 +93,8 @@ class CNNSpec(SpecFields):
         from simulate.cnn import CNNConfig
 
         return CNNConfig(channels=int(channels), depth=self.depth, gamma0=self.gamma0, eta=self.eta,
-                         lr_scaling=self.lr_scaling, batch_size=self.batch_size, epochs=self.epochs,
+                         lr_scaling=self.lr_scaling, decay_start=self.decay_start,
+                         batch_size=self.batch_size, epochs=self.epochs,
                          eval_every=self.eval_every, n_probe=self.n_probe, seeds=seeds, seed=seed,
                          data_seed=self.data_seed, device=device)
 
