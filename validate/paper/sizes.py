@@ -72,7 +72,7 @@ CPU = Size(
     f1_density_samples=4000,
     lin_steps=100, lin_depths=(1, 2, 3, 4, 5), lin_widths=(256, 512, 1024), lin_seeds=8,
     f3_gamma0s=(0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
-    cnn_widths=(64, 128), cnn_gamma0s=(1.0, 5.0, 10.0), cnn_epochs=15, cnn_seeds=6,
+    cnn_widths=(128, 256), cnn_gamma0s=(1.0, 5.0, 10.0), cnn_epochs=60, cnn_seeds=8,
     cnn_n_train=None, cnn_n_test=None,
     app_steps=50, app_eta=0.3, app_samples=1000, app_widths=(256, 512, 1024, 2048), app_seeds=8,
 )
