@@ -28,10 +28,11 @@ import torch
 
 from .activations import Activation
 
-#: Target rows per block (a block is a whole number of time steps). Measured on 2 CPU cores
-#: (P_all = 12, 32 samples): 64 rows balances the flops wasted on the zero part of a block
-#: against per-call overhead; at T = 100 (17 blocks) 1.47 s against 1.70 s with 10 blocks, at
-#: T = 20 (4 blocks) 0.054 s against 0.082 s.
+#: Target rows per block (a block is a whole number of time steps), balancing the flops wasted
+#: on the zero part of a block against per-call overhead. Measured on 2 CPU cores (P_all = 12,
+#: 32 samples): at T = 20 (4 blocks) 0.054 s against 0.082 s with a fixed 10 blocks; at T = 100
+#: (17 blocks) any choice between 64 and 128 rows or 10 blocks was within the machine's +-20 %
+#: timing noise.
 BLOCK_ROWS = 64
 
 
