@@ -63,7 +63,7 @@ class CNNConfig:
                 raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
         for name in ("gamma0", "eta"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name}: must be a finite number > 0, got {v!r}")
         if isinstance(self.decay_start, bool) or not isinstance(self.decay_start, (int, float)) \
                 or not 0.0 <= self.decay_start <= 1.0:

@@ -9,13 +9,11 @@ section 1: at fixed gamma0 the mean-field limit does not depend on N).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import KW_ONLY, dataclass
 
 from .spec import SpecFields
 
 CNN_DATASETS = ("digits", "cifar10")
-LR_SCALINGS = ("mean_field", "fixed")
 
 
 @dataclass(frozen=True)
@@ -62,22 +60,13 @@ class CNNSpec(SpecFields):
                 or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= 9 for k in c)):
             raise ValueError(f"classes: must be two different class indices in 0..9, got {c!r}")
         object.__setattr__(self, "classes", tuple(c))
-        for name, lo in (("n_train", 0), ("n_test", 0), ("data_seed", 0), ("depth", 1), ("batch_size", 1),
-                         ("epochs", 1), ("eval_every", 1), ("n_probe", 2)):
+        for name in ("n_train", "n_test", "data_seed"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
-        for name in ("gamma0", "eta"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"{name}: must be a finite number > 0, got {v!r}")
-            object.__setattr__(self, name, float(v))
-        if self.lr_scaling not in LR_SCALINGS:
-            raise ValueError(f"lr_scaling: unknown value {self.lr_scaling!r}; valid values are {list(LR_SCALINGS)}")
-        d = self.decay_start
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d <= 1.0:
-            raise ValueError(f"decay_start: must be a fraction in [0, 1], got {d!r}")
-        object.__setattr__(self, "decay_start", float(d))
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: must be an integer >= 0, got {v!r}")
+        self.config(1, 1)  # the trainer's own checks name the field (depth, gamma0, eta, ...)
+        for name in ("gamma0", "eta", "decay_start"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     def dataset(self):
         """The two-class image ``simulate.data.Dataset`` (images (n, C, H, W), with a test set)."""
