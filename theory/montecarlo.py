@@ -190,7 +190,6 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
     y = problem.y_train.to(**kw)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     use_resp = scheme == "dmft"
-    resp_average = response_average
     want_jac = use_resp or control_variate == "linearized"
     lins = [None] * depth
     remainder = 0.0
@@ -326,7 +325,7 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
         # their noise falls like 1/sqrt(refreshes) instead of staying at the response-sample level
         beta_resp = None
         if refresh and use_resp:
-            averaging_resp = resp_average and it > len(warmup) + 1 and bool(resp_change) and resp_ok
+            averaging_resp = response_average and it > len(warmup) + 1 and bool(resp_change) and resp_ok
             resp_streak = resp_streak + 1 if averaging_resp else 0
             beta_resp = 1.0 / (resp_streak + 1)
             for k, se_new in new_se.items():
@@ -345,14 +344,13 @@ def run_iterations(problem: Problem, *, gamma0: float, scheme: str, update: str,
             beta = 1.0 / (n_avg + 1)
         else:
             beta = damping
-        mix = lambda old, new: old + beta * (new - old)  # noqa: E731
+        mix = lambda old, new, b=beta: old + b * (new - old)  # noqa: E731
         phis = [mix(o, nw) for o, nw in zip(phis, new_phi)]
         gs = [mix(o, nw) for o, nw in zip(gs, new_g)]
         if use_resp:
             if beta_resp is not None:  # refreshed this iteration (otherwise new == stored)
-                mix_r = lambda old, new: old + beta_resp * (new - old)  # noqa: E731
-                a_resp = [mix_r(o, nw) for o, nw in zip(a_resp, new_a)]
-                b_resp = [mix_r(o, nw) for o, nw in zip(b_resp, new_b)]
+                a_resp = [mix(o, nw, beta_resp) for o, nw in zip(a_resp, new_a)]
+                b_resp = [mix(o, nw, beta_resp) for o, nw in zip(b_resp, new_b)]
         f_ref = mix(f_ref, f_new)
         delta_ref = mix(delta_ref, delta_now)
         ntk = ntk_over_time(phis, gs, kx, t1, pa)

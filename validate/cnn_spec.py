@@ -60,7 +60,7 @@ class CNNSpec(SpecFields):
                 or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= 9 for k in c)):
             raise ValueError(f"classes: must be two different class indices in 0..9, got {c!r}")
         object.__setattr__(self, "classes", tuple(c))
-        for name in ("n_train", "n_test", "data_seed"):
+        for name in ("n_train", "n_test"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}: must be an integer >= 0, got {v!r}")
