@@ -5,7 +5,7 @@
 """
 
 from .activations import Activation, activation_names, get_activation
-from .fluctuations import Fluctuations, fluctuations
+from .fluctuations import fluctuations
 from .lazy import LazyKernels, gaussian_moments, lazy_dynamics, lazy_kernels
 from .problem import Problem
 from .solution import Solution, SolverError, Status
@@ -13,7 +13,6 @@ from .solve import Scheme, Update, solve
 
 __all__ = [
     "Activation",
-    "Fluctuations",
     "LazyKernels",
     "Problem",
     "Scheme",

@@ -20,6 +20,11 @@ from .interface import Problem, Solution, solve
 from .result import Fluctuations, nan_result
 
 
+#: Default relative tolerances of the linearised solve (the Monte Carlo estimate carries noise
+#: far above 1e-4; the exact linear method reaches round-off).
+TOL_EXACT, TOL_MC = 1e-8, 1e-4
+
+
 class Method(str, Enum):
     AUTO = "auto"
     LAZY = "lazy"
@@ -48,7 +53,7 @@ def fluctuations(
     solution: Solution | None = None,
     samples: int | None = None,
     population: int = 2000,
-    tol: float = 1e-8,
+    tol: float | None = None,
     max_iterations: int = 60,
     chunk: int = 64,
     seed: int = 0,
@@ -63,7 +68,7 @@ def fluctuations(
     samples: sampled single sites per layer for the noise (Monte Carlo default 1000; the linear
         method uses its exact Wick basis unless given). population: Monte Carlo sites per layer
         that estimate the linearised map. tol, max_iterations: the linearised solve's relative
-        tolerance and iteration budget. chunk: noise directions solved together. seed: random
+        tolerance (default 1e-8 exact methods, 1e-4 Monte Carlo) and iteration budget. chunk: noise directions solved together. seed: random
         numbers of the sampled parts. With ``strict=True`` a result whose status is not ok raises
         :class:`theory.SolverError`.
     """
@@ -78,8 +83,8 @@ def fluctuations(
     _check_int("max_iterations", max_iterations, 1)
     _check_int("chunk", chunk, 1)
     _check_int("seed", seed, 0)
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol: must be a positive number, got {tol!r}")
+    if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
+        raise ValueError(f"tol: must be None or a positive number, got {tol!r}")
     if method is Method.AUTO:
         method = (Method.LAZY if problem.gamma0 == 0.0 else
                   Method.LINEAR if problem.activation.is_linear else Method.MONTECARLO)
@@ -96,6 +101,8 @@ def fluctuations(
         raise ValueError("solution: must be a theory.Solution of this problem")
     if not solution.ok:
         return nan_result(problem, solution, method.value)
+    if tol is None:
+        tol = TOL_MC if method is Method.MONTECARLO else TOL_EXACT
     opts = dict(update=update, samples=samples, population=population, tol=float(tol),
                 max_iterations=max_iterations, chunk=chunk, seed=seed)
     if method is Method.LAZY:

@@ -56,9 +56,19 @@ def linear_responses(sol: Solution, layer: int) -> tuple[torch.Tensor | None, to
 
 
 def mc_responses(sol: Solution, layer: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``(A^layer, B^layer)``, each (n, n), of a Monte Carlo solution (None past the ends)."""
+    """``(A^layer, B^layer)``, each (n, n) indexed ``[(k, mu), (s, nu)]``, of a Monte Carlo
+    solution, or of an exact linear one spread over points (its backward fields carry no point
+    index: ``A(k, mu; s, nu) = A(k, mu; s) / P_all``, ``B(k, mu; s, nu) = B(k; s, nu)``, which act
+    identically on point-independent fields). None past the ends."""
     L = sol.problem.depth
-    n = (sol.problem.steps + 1) * sol.problem.n_points
+    m, pa = sol.problem.steps + 1, sol.problem.n_points
+    n = m * pa
     if not 1 <= layer <= L - 1 or sol.response_a is None:
         return None, None
-    return sol.response_a[layer - 1].reshape(n, n), sol.response_b[layer - 1].reshape(n, n)
+    a = sol.response_a[layer - 1]
+    if a.ndim == 3:  # linear layout
+        a_lin, b_lin = linear_responses(sol, layer)
+        a = (a_lin / pa)[:, :, None].expand(n, m, pa).reshape(n, n)
+        b = b_lin[:, None, :].expand(m, pa, n).reshape(n, n)
+        return a, b
+    return a.reshape(n, n), sol.response_b[layer - 1].reshape(n, n)

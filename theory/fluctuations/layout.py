@@ -86,5 +86,14 @@ class Layout:
         p = self.p
         return {"f": df, "loss": (2.0 / p) * ((f[:, :p] - self.y) * df[:, :, :p]).sum(-1)}
 
+    def scales(self, f, ntk, phis, gs) -> dict[str, float]:
+        """Base size of each observable: f (m, P_all), ntk (m, P_all, P_all), equal-time kernels
+        ``phis``/``gs`` (lists of (m, P_all, P_all)); the loss scale is that of ``f - y``."""
+        err = f[:, : self.p] - self.y
+        return {"f": max(float(f.norm()), float(self.y.norm()) * self.m**0.5),
+                "loss": float((err**2).mean(-1).norm()) + float(self.y.norm()) ** 2 / self.p,
+                "ntk": float(ntk.norm()), "phi": float(sum(float(p.norm()) for p in phis)),
+                "g": float(sum(float(g.norm()) for g in gs))}
+
     def zero_state(self, shapes: dict[str, tuple[int, ...]], c: int, dtype) -> dict[str, torch.Tensor]:
         return {k: torch.zeros(c, *s, dtype=dtype) for k, s in shapes.items()}

@@ -136,6 +136,8 @@ class LinearModel:
         self.ident = {l: Identity(*self.resp[l - 1], self.h[l - 1], self.g[l], m=m, p_phi=lay.pa,
                                   p_g=1, rcond=rcond) for l in range(2, L + 1)}
         self.layers = [None] + [self._layer(l) for l in range(1, L + 1)]
+        self.scales = lay.scales(self.f, self.ntk, [sol.phi_diag(l) for l in range(L)],
+                                 [sol.g_diag(l) for l in range(L)])
 
     def _layer(self, l: int) -> LinearLayer:
         lay, L = self.lay, self.lay.depth
@@ -163,32 +165,33 @@ class LinearModel:
         return res
 
     # ------------------------------------------------------------------ the Model protocol
-    def apply(self, s: dict) -> dict:
+    def apply(self, s: dict, xi: dict) -> dict:
+        """``D s + xi``, layer by layer upwards, each layer seeing the lower layers' new tangents."""
         lay, L = self.lay, self.lay.depth
         dd = -s["f"][:, :, : lay.p]
-        resp = {l: self.ident[l].tangent(s[f"X{l}"], s[f"Y{l - 1}"], s[f"H{l - 1}"], s[f"G{l}"])
-                for l in range(2, L + 1)}
+        cur = dict(s)
+        resp = lambda l: self.ident[l].tangent(cur[f"X{l}"], cur[f"Y{l - 1}"], cur[f"H{l - 1}"], cur[f"G{l}"])  # noqa: E731
         out = {}
         for l in range(1, L + 1):
-            dh_prev = s[f"H{l - 1}"] if l >= 2 else None
-            dg_next = s[f"G{l + 1}"] if l <= L - 1 else None
+            dh_prev = cur[f"H{l - 1}"] if l >= 2 else None
+            dg_next = cur[f"G{l + 1}"] if l <= L - 1 else None
             dc = lay.c_gd(self.h[l - 1], dd)
             if l >= 2:
-                dc = dc + lay.c_gd(dh_prev, self.delta) + resp[l][0]
+                dc = dc + lay.c_gd(dh_prev, self.delta) + resp(l)[0]
             dd_ = lay.d_gd(self.g[l + 1], dd)
             if l <= L - 1:
-                dd_ = dd_ + lay.d_gd(dg_next, self.delta) + resp[l + 1][1]
+                dd_ = dd_ + lay.d_gd(dg_next, self.delta) + resp(l + 1)[1]
             want = {"H", "G"} | ({"X"} if l >= 2 else set()) | ({"Y"} if l <= L - 1 else set())
             if l == L and self.exact_update:
                 want.add("Xhg")
             t = self.layers[l].tangent(dh_prev, dg_next, dc, dd_, want)
-            for k in ("H", "G", "X", "Y"):
-                if k in t:
-                    out[f"{k}{l}"] = t[k]
             if "Xhg" in t:
-                out["f"] = self.outputs_from_xhg(t["Xhg"])
+                t["f"] = self.outputs_from_xhg(t.pop("Xhg"))
+            for k, v in t.items():
+                key = "f" if k == "f" else f"{k}{l}"
+                out[key] = cur[key] = v + xi[key]
         if "f" not in out:
-            out["f"] = torch.zeros_like(s["f"])
+            out["f"] = xi["f"].clone()
         return out
 
     def ntk_tangent(self, s: dict) -> torch.Tensor:

@@ -12,7 +12,8 @@ per layer), the matrix-free ``D``, and the observables as linear functions of a 
 module solves ``(I - D) t_j = xi_j`` for a chunk of directions at once and accumulates
 ``N Cov(o) = sum_j w_j o(t_j) o(t_j)^T``.
 
-The solve iterates the whole-trajectory map (``t <- D t + xi``) except for the outputs, which are
+The solve iterates the whole-trajectory map (``t <- D t + xi``, layer by layer upwards with each
+layer's new tangent used at once: Gauss-Seidel) except for the outputs, which are
 marched in time with the NTK as preconditioner (the defect correction of the Monte Carlo solver):
 the first-order response of the outputs to their own error is exact in the march, and only the
 small remainder is left to the iteration. Iterating the outputs directly would grow like
@@ -40,9 +41,14 @@ class Directions:
     centred: bool
 
 
+#: Tangents are resolved down to this fraction of the base observables' scale (see solve_tangent).
+FLOOR = 1e-3
+
+
 class Model(Protocol):
     """What a fluctuation method provides to :func:`propagate`."""
 
+    scales: dict[str, float]  # base size of each observable (norm of loss, f, ntk, phi, g)
     ntk: torch.Tensor  # (m, P_all, P_all) base NTK, the preconditioner of the output march
     delta: torch.Tensor  # (m, P) base training error
     step: float  # eta / P
@@ -50,7 +56,7 @@ class Model(Protocol):
 
     def directions(self) -> Iterator[Directions]: ...
 
-    def apply(self, state: dict) -> dict: ...
+    def apply(self, state: dict, xi: dict) -> dict: ...
 
     def ntk_tangent(self, state: dict) -> torch.Tensor: ...
 
@@ -81,20 +87,27 @@ def march_outputs(model: Model, site: torch.Tensor, old: torch.Tensor, state: di
 
 
 def solve_tangent(model: Model, xi: dict, *, tol: float, max_iterations: int):
-    """Solve ``t = D t + xi`` for one chunk. Returns ``(t, iterations, last relative change)``."""
+    """Solve ``t = D t + xi`` for one chunk. Returns ``(t, iterations, last relative change)``.
+
+    Convergence is judged on the observables (what is reported): the largest change, over the
+    chunk, of any observable's tangent relative to its size, or to ``FLOOR`` times the model's
+    base scale of that observable per direction (``model.scales``) when the chunk's directions
+    are weak (a weak direction cannot be resolved below the arithmetic's floor of the base).
+    """
     t = {k: v.clone() for k, v in xi.items()}
+    obs = model.observables(t)
+    c = next(iter(xi.values())).shape[0]
     change = math.inf
     for it in range(1, max_iterations + 1):
-        new = model.apply(t)
-        for k, v in xi.items():
-            new[k] = new[k] + v
+        new = model.apply(t, xi)
         new["f"] = march_outputs(model, new["f"], t["f"], new)
+        new_obs = model.observables(new)
         change = 0.0
-        for k, v in new.items():
-            scale = float(v.norm())
+        for k, v in new_obs.items():
+            scale = max(float(v.norm()), FLOOR * model.scales[k] * math.sqrt(c))
             if scale > 0:
-                change = max(change, float((v - t[k]).norm()) / scale)
-        t = new
+                change = max(change, float((v - obs[k]).norm()) / scale)
+        t, obs = new, new_obs
         if change <= tol:
             return t, it, change
     return t, max_iterations, change
