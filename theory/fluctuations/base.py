@@ -100,7 +100,8 @@ def fluctuations(
             solution.problem.fingerprint() != problem.fingerprint():
         raise ValueError("solution: must be a theory.Solution of this problem")
     if not solution.ok:
-        return nan_result(problem, solution, method.value)
+        fl = nan_result(problem, solution, method.value)
+        return fl.raise_for_status() if strict else fl
     if tol is None:
         tol = TOL_MC if method is Method.MONTECARLO else TOL_EXACT
     opts = dict(update=update, samples=samples, population=population, tol=float(tol),
