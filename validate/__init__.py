@@ -16,6 +16,7 @@ from .spec import ProblemSpec
 from .stats import decide, extrapolated_residual, loglog_rate, relative_difference
 from .suites import Suite, builtin_names, get_suite, run_suite
 from .synthetic import synthetic_networks, synthetic_trainer
+from .width_study import width_study
 
 __all__ = [
     "CHECKS", "Breakdown", "CheckResult", "Claim", "ClaimError", "Context", "Convergence",
@@ -23,5 +24,5 @@ __all__ = [
     "builtin_names", "decide", "evaluate", "extrapolated_residual", "get_suite", "load_claims",
     "load_suite_file", "loglog_rate", "observable", "overall", "read_tables", "rel_error",
     "relative_difference", "render", "run_suite", "synthetic_networks", "synthetic_trainer",
-    "write_report",
+    "width_study", "write_report",
 ]
