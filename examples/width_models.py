@@ -31,7 +31,7 @@ from torch import nn
 
 INPUT_DIM = 16
 GAMMA0 = 1.0
-ETA = 0.5          # muP: SGD learning rate eta * gamma0^2 * N
+ETA = 0.1          # muP: SGD learning rate eta * gamma0^2 * N (a model's own ``eta`` wins)
 FIXED_LR = 0.05    # one learning rate for every width (standard and NTK parameterisations)
 DTYPE = torch.float64
 
@@ -41,7 +41,7 @@ def _gaussian(n: int, shape: tuple, seed: int) -> torch.Tensor:
 
 
 def _teacher(x: torch.Tensor, seed: int) -> torch.Tensor:
-    """A fixed nonlinear target of the flattened inputs, scaled to unit size."""
+    """A fixed nonlinear target of the flattened inputs, of unit size."""
     flat = x.reshape(x.shape[0], -1)
     beta = torch.randn(flat.shape[1], generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
     return torch.tanh(2 * flat @ beta / math.sqrt(flat.shape[1]))
@@ -82,6 +82,8 @@ class ScaledConv(nn.Module):
 class MuPMLP(nn.Sequential):
     """The project's mean-field MLP with ``depth`` hidden layers of width N, tanh, scalar output."""
 
+    eta = ETA
+
     def __init__(self, width: int, depth: int = 3, input_dim: int = INPUT_DIM, gamma0: float = GAMMA0,
                  readout_scale: float | None = None):
         layers = [("input", Scaled(input_dim, width, 1 / math.sqrt(input_dim))), ("act1", nn.Tanh())]
@@ -109,7 +111,10 @@ def sp_mlp(width: int, depth: int = 3, input_dim: int = INPUT_DIM) -> nn.Sequent
 
 
 class MeanFieldCNN(nn.Module):
-    """``depth`` 3x3 conv layers of N channels, ReLU, global average pooling, readout 1/(gamma0 N)."""
+    """``depth`` 3x3 conv layers of N channels, ReLU, global average pooling, readout 1/(gamma0 N)
+    (initialised to zero, as muP recommends)."""
+
+    eta = 1.0
 
     def __init__(self, width: int, depth: int = 2, in_channels: int = 1, gamma0: float = GAMMA0):
         super().__init__()
@@ -143,7 +148,10 @@ class Attention(nn.Module):
 
 
 class MuPTransformerBlock(nn.Module):
-    """Embedding, one attention layer and an MLP (both residual), mean over tokens, readout 1/(gamma0 N)."""
+    """Embedding, one attention layer and an MLP (both residual), mean over tokens, readout 1/(gamma0 N)
+    (initialised to zero, as muP recommends)."""
+
+    eta = ETA
 
     def __init__(self, width: int, heads: int = 2, input_dim: int = 8, gamma0: float = GAMMA0):
         super().__init__()
@@ -162,8 +170,8 @@ class MuPTransformerBlock(nn.Module):
 
 
 def mup_sgd(model: nn.Module, width: int) -> torch.optim.Optimizer:
-    """SGD at the mean-field learning rate ``eta gamma0^2 N``."""
-    return torch.optim.SGD(model.parameters(), lr=ETA * GAMMA0**2 * width)
+    """SGD at the mean-field learning rate ``eta gamma0^2 N`` (``eta`` of the model's class)."""
+    return torch.optim.SGD(model.parameters(), lr=getattr(model, "eta", ETA) * GAMMA0**2 * width)
 
 
 def fixed_sgd(model: nn.Module, width: int) -> torch.optim.Optimizer:
