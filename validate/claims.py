@@ -27,6 +27,9 @@ eta, batch_size, epochs, ...); the grid's widths are channel counts. Only kind
 "width_independence" applies (run by ``CNNWidthIndependence``; observables test_mse / test_loss,
 test_error, alignment, train_loss, final or with a ``_mean`` suffix averaged over training).
 
+A ``model = "python"`` claim studies any PyTorch model named by ``"module:callable"`` references
+(``validate.width_study.claim`` documents its fields).
+
 Errors name the file, the line (where it can be found) and the field.
 """
 
@@ -111,6 +114,10 @@ def _build(path, text, header, i, item) -> tuple[Any, dict]:
 
     if not isinstance(item, dict):
         raise err(header, "must be a table")
+    if isinstance(item.get("problem"), dict) and item["problem"].get("model") == "python":
+        from .width_study.claim import build_check  # any PyTorch model (validate.width_study)
+
+        return build_check(item, Path(path).parent, err), {}
     unknown = sorted(set(item) - KEYS)
     if unknown:
         raise err(unknown[0], f"unknown field; valid fields are {sorted(KEYS)}")
@@ -186,7 +193,7 @@ def load_claims(path: Path | str) -> list[Claim]:
             raise ClaimError(f"{path}:{_line_of(text, 'claim', i, 'name')}: [[claim]] #{i + 1}, "
                              f"field 'name': duplicate claim name {check.name!r}")
         seen.add(check.name)
-        stat = item.get("statistic", DEFAULT_STATISTIC[item["kind"]])
+        stat = item.get("statistic", getattr(check, "statistic", None) or DEFAULT_STATISTIC[item["kind"]])
         if not isinstance(stat, str):
             raise ClaimError(f"{path}:{_line_of(text, 'claim', i, 'statistic')}: field 'statistic': must be a string")
         claims.append(Claim(name=check.name, statement=str(item.get("statement", "")), kind=item["kind"],

@@ -129,12 +129,13 @@ def loss_rows(cfg: StudyConfig, runs: list[WidthRun], step: int) -> list[dict]:
 def verdict_rows(cfg: StudyConfig, runs: list[WidthRun]) -> list[dict]:
     """Every row of the study: loss rows, then exponent rows per (module, statistic), each by step."""
     rows = []
-    for t in range(cfg.steps + 1):
-        rows += loss_rows(cfg, runs, t)
     keys = [k for k in runs[0].values if k[1] in EXPONENT_STATISTICS]
-    for module, statistic in sorted(keys, key=lambda k: (EXPONENT_STATISTICS.index(k[1]), k[0] != NETWORK)):
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values just before a divergence
         for t in range(cfg.steps + 1):
-            row = exponent_row(cfg, runs, module, statistic, t)
-            if row is not None:
-                rows.append(row)
+            rows += loss_rows(cfg, runs, t)
+        for module, statistic in sorted(keys, key=lambda k: (EXPONENT_STATISTICS.index(k[1]), k[0] != NETWORK)):
+            for t in range(cfg.steps + 1):
+                row = exponent_row(cfg, runs, module, statistic, t)
+                if row is not None:
+                    rows.append(row)
     return rows

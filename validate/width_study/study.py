@@ -54,9 +54,13 @@ def width_study(model, *, widths=None, data, optimizer, loss="mse", steps: int =
     Returns a :class:`WidthStudy`. Statistics and verdict rules: ``validate.width_study.statistics``;
     recording: ``validate.width_study.hooks``; batching: ``validate.width_study.batched``.
     """
-    cfg = make_config(model, widths=widths, data=data, optimizer=optimizer, loss=loss, steps=steps,
-                      seeds=seeds, seed=seed, device=device, observables=observables, tolerance=tolerance,
-                      modules=modules, expect=expect, batching=batching, name=name)
+    return run_config(make_config(model, widths=widths, data=data, optimizer=optimizer, loss=loss, steps=steps,
+                                  seeds=seeds, seed=seed, device=device, observables=observables,
+                                  tolerance=tolerance, modules=modules, expect=expect, batching=batching, name=name))
+
+
+def run_config(cfg: StudyConfig) -> WidthStudy:
+    """The study of a checked configuration (what :func:`width_study` runs)."""
     runs = [run_width(cfg, w) for w in cfg.widths]
     keys = [set(r.values) for r in runs]
     if any(k != keys[0] for k in keys):
