@@ -64,7 +64,7 @@ class Scaled(nn.Module):
         self.scale = scale
 
     def forward(self, x):
-        return (x @ self.weight.T) * self.scale
+        return nn.functional.linear(x, self.weight) * self.scale
 
 
 class ScaledConv(nn.Module):

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..stats import Z_DEFAULT  # noqa: E402
@@ -23,6 +24,19 @@ from .config import NETWORK, STATISTICS  # noqa: E402
 def default_steps(steps: int, count: int = 4) -> list[int]:
     """Up to ``count`` steps spread over 1..steps (the first update and the last step included)."""
     return sorted({int(round(s)) for s in np.linspace(1, steps, min(count, steps))})
+
+
+def _log_ticks(ax, count: int = 4) -> None:
+    """``count`` labelled ticks spread geometrically over the y range (as few digits as tell them apart)."""
+    lo, hi = ax.get_ylim()
+    if not (lo > 0 and hi > lo):
+        return
+    raw = np.geomspace(lo, hi, count + 2)[1:-1]
+    digits = next((d for d in range(2, 6) if len({f"{t:.{d}g}" for t in raw}) == count), 6)
+    ax.yaxis.set_major_locator(FixedLocator(sorted({float(f"{t:.{digits}g}") for t in raw})))
+    ax.yaxis.set_major_formatter(FormatStrFormatter(f"%.{digits}g"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def coordinate_check(summary: pd.DataFrame, failing: set[tuple[str, str]], *, title: str,
@@ -53,6 +67,11 @@ def coordinate_check(summary: pd.DataFrame, failing: set[tuple[str, str]], *, ti
                                 alpha=0.18, lw=0)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
+            widths = sorted(summary["width"].unique())
+            ax.xaxis.set_major_locator(FixedLocator(widths))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+            ax.xaxis.set_minor_locator(NullLocator())
+            _log_ticks(ax)
             ax.grid(True, which="major", alpha=0.3)
             if i == 0:
                 ax.set_title(f"step {step}", fontsize=9)
