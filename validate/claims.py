@@ -115,7 +115,7 @@ def _build(path, text, header, i, item) -> tuple[Any, dict]:
     if not isinstance(item, dict):
         raise err(header, "must be a table")
     if isinstance(item.get("problem"), dict) and item["problem"].get("model") == "python":
-        from .width_study.claim import build_check  # any PyTorch model (validate.width_study)
+        from .width_study import build_check  # any PyTorch model (validate.width_study)
 
         return build_check(item, Path(path).parent, err), {}
     unknown = sorted(set(item) - KEYS)

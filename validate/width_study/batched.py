@@ -8,7 +8,8 @@ its own slice (the summed loss has no cross-seed terms).
 
 The optimizer stays the user's. ``optimizer(model_0, width)`` is called on the ordinary seed-0
 model, so the user's rule sees the real shapes and names. An optimizer of the same class is
-then built over the stacked leaves with the same parameter groups and hyperparameters. For an
+then built over the stacked leaves with the same parameter groups and hyperparameters (so the
+rule should only build the optimizer: hooks it registers on the model stay on seed 0). For an
 optimizer whose update acts on each parameter entry on its own (:data:`ELEMENTWISE`: SGD, Adam,
 AdamW, ...), one step on a stacked leaf is exactly S independent steps, one per seed. Any other
 optimizer class (LBFGS, Muon, Adafactor, a subclass, a custom one), a model that vmap cannot
