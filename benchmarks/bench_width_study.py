@@ -19,7 +19,9 @@ False alarms (``--false-alarm K``): the passing example models (the muP MLP at 6
 default tolerance; the CNN at 8..64 and the transformer block at 32..256 channels / width with
 the small-width tolerance 0.2 on exponents, as in tests/test_width_study_examples.py), each
 studied at base seeds 1..K. A false alarm is a study whose verdict is "fail"; the fraction of
-failing gating rows and the fraction of inconclusive studies are printed too.
+failing gating rows and the fraction of inconclusive studies are printed too, and the power:
+how often the two broken MLPs (standard parameterisation at a fixed rate; NTK readout) fail and
+name the right module.
 """
 
 from __future__ import annotations
@@ -134,6 +136,22 @@ def false_alarms(wm, repeats: int, device: str) -> None:
               f"{fails}/{rows}; {time.perf_counter() - t:.0f} s")
 
 
+def power(wm, repeats: int, device: str) -> None:
+    """How often the two broken MLPs (tests/test_width_study_examples.py) are caught: 8 seeds."""
+    cases = [("standard param., fixed lr (loss)", wm.sp_mlp, "loss"),
+             ("NTK readout (hidden delta_rms)", wm.NTKReadoutMLP, "hidden1")]
+    print(f"power over base seeds 1..{repeats} (8 seeds per width, widths 64..512, tol 0.1):")
+    for name, model, module in cases:
+        verdicts, named = [], 0
+        for seed in range(1, repeats + 1):
+            s = width_study(model, widths=(64, 128, 256, 512), data=wm.MLP_DATA, optimizer=wm.fixed_sgd,
+                            steps=10, seeds=8, seed=seed, device=device)
+            verdicts.append(s.verdict)
+            named += module in s.failing_modules()
+        print(f"  {name:34s} studies failed {verdicts.count(Verdict.FAIL)}/{repeats}; "
+              f"'{module}' named in {named}/{repeats}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -144,6 +162,7 @@ def main() -> None:
     speed(wm, args.repeats, args.device)
     if args.false_alarm:
         false_alarms(wm, args.false_alarm, args.device)
+        power(wm, args.false_alarm, args.device)
 
 
 if __name__ == "__main__":

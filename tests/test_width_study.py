@@ -346,3 +346,11 @@ def test_report_writes_the_standard_run_folder(tmp_path):
     assert len(tables["verdicts"]) == len(s.verdicts)
     assert list(tables["verdicts"]["verdict"]) == list(s.verdicts["verdict"])
     assert s.verdict.value.upper() in (folder / "summary.md").read_text()
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda_with_the_same_curves_as_the_cpu():
+    a = study(device="cuda", widths=(8, 16), steps=2)
+    b = study(widths=(8, 16), steps=2)
+    assert {i["path"] for i in a.info.values()} == {"vmap"}
+    assert np.allclose(a.curves["value"], b.curves["value"], rtol=1e-6, atol=1e-9)
