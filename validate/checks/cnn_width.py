@@ -23,6 +23,7 @@ import torch
 
 from ..cnn_spec import CNNSpec
 from ..sources import _atomic_save
+from .common import attempt
 from .width import WidthIndependence
 
 FIELDS = ("train_loss", "test_mse", "test_error", "alignment")
@@ -91,5 +92,5 @@ class CNNWidthIndependence(WidthIndependence):
         return float(self.problem.epochs)
 
     def _final(self, ctx, spec, width):
-        runs = cnn_runs(ctx, spec, width, self.seeds)
+        runs = attempt(f"CNN training ({width} channels, {self.seeds} seeds)", cnn_runs, ctx, spec, width, self.seeds)
         return {o: cnn_scalar(runs, o) for o in self.observables}
