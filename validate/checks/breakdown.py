@@ -21,6 +21,7 @@ from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide
 from .common import Unavailable, base_row, ensembles, expand_observables, theory, theory_stderr
 from .convergence import compare
+from .fields import typed_fields
 
 SCHEMES = ("ntk", "gia", "perturbative")
 
@@ -49,18 +50,33 @@ class Breakdown:
     name: str = "breakdown"
 
     def __post_init__(self) -> None:
-        if not self.gamma0s or any(g < 0 for g in self.gamma0s):
-            raise ValueError(f"gamma0s: need non-negative values, got {self.gamma0s!r}")
-        object.__setattr__(self, "gamma0s", tuple(sorted(float(g) for g in self.gamma0s)))
-        bad = [s for s in self.schemes if s not in SCHEMES + ("dmft",)]
-        if bad:
-            raise ValueError(f"schemes: unknown {bad}; valid values are {list(SCHEMES) + ['dmft']}")
+        typed_fields(self)  # types and bounds: gamma0s >= 0, depths >= 1, tolerance > 0, ...
+        if not self.gamma0s:
+            raise ValueError("gamma0s: need at least one gamma0, got []")
+        object.__setattr__(self, "gamma0s", tuple(sorted(self.gamma0s)))
+        valid = list(SCHEMES) + ["dmft"]
+        bad = [s for s in self.schemes if s not in valid]
+        if bad or not self.schemes:
+            raise ValueError(f"schemes: unknown {bad}; valid values are {valid}" if bad else
+                             f"schemes: need at least one scheme of {valid}")
+        if self.reference not in valid:
+            raise ValueError(f"reference: unknown value {self.reference!r}; valid values are {valid}")
         if self.against not in ("theory", "networks"):
             raise ValueError(f"against: unknown value {self.against!r}; valid values are ['theory', 'networks']")
+        expect = {}
         for s, iv in self.expect.items():
-            if s not in self.schemes or len(iv) != 2:
-                raise ValueError(f"expect: {s!r} must be one of the schemes with an interval [lo, hi]")
+            if s not in self.schemes or not isinstance(iv, (list, tuple)) or len(iv) != 2 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in iv):
+                raise ValueError(f"expect: {s!r} must be one of the schemes {list(self.schemes)} with an "
+                                 f"interval [lo, hi] of two numbers, got {iv!r}")
+            expect[s] = (float(iv[0]), float(iv[1]))
+        object.__setattr__(self, "expect", expect)
         expand_observables(self.observables, self.problem.depth)
+
+    def statistics(self) -> tuple[str, ...]:
+        """The ``statistic`` values of this check's verdict rows."""
+        per = "extrapolated_residual" if self.against == "networks" else "rel_error_vs_" + self.reference
+        return (per, "breakdown_gamma0")
 
     def run(self, ctx) -> CheckResult:
         depths = self.depths or (self.problem.depth,)

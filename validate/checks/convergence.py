@@ -18,6 +18,7 @@ from ..frame import CheckResult, Verdict, frame, verdict_row
 from ..metrics import TIME_SERIES, alignment, observable, rel_error
 from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide, extrapolated_residual, loglog_rate, mean_se
+from .fields import typed_fields
 from .common import (Unavailable, base_row, ensemble, ensembles, expand_observables, steps_of, theory,
                      theory_on_grid, theory_stderr)
 
@@ -48,14 +49,15 @@ class Convergence:
     name: str = "convergence"
 
     def __post_init__(self) -> None:
-        if len(self.widths) < 1 or any(int(w) < 1 for w in self.widths):
-            raise ValueError(f"widths: need positive integers, got {self.widths!r}")
-        object.__setattr__(self, "widths", tuple(sorted(int(w) for w in self.widths)))
-        if self.seeds < 1:
-            raise ValueError(f"seeds: must be >= 1, got {self.seeds}")
-        if not self.tolerance > 0:
-            raise ValueError(f"tolerance: must be > 0, got {self.tolerance}")
+        typed_fields(self)  # types and bounds: widths >= 1, seeds >= 1, tolerance > 0, ...
+        if not self.widths:
+            raise ValueError("widths: need at least one width, got []")
+        object.__setattr__(self, "widths", tuple(sorted(self.widths)))
         expand_observables(self.observables, self.problem.depth)
+
+    def statistics(self) -> tuple[str, ...]:
+        """The ``statistic`` values of this check's verdict rows."""
+        return ("rate", "extrapolated_residual")
 
     def run(self, ctx) -> CheckResult:
         problem = self.problem.build()

@@ -18,6 +18,7 @@ from ..frame import CheckResult, Verdict, frame, verdict_row
 from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide, mean_se, relative_difference
 from .common import Unavailable, ensemble, networks
+from .fields import typed_fields
 
 SCALARS = ("loss", "test_loss", "test_error", "alignment_yy")
 
@@ -37,12 +38,17 @@ class WidthIndependence:
     _allowed = SCALARS  # class attribute (not a field): the observables this check can read
 
     def __post_init__(self) -> None:
+        typed_fields(self)  # types and bounds: widths >= 1, seeds >= 1, tolerance > 0, ...
         if len(self.widths) < 2:
-            raise ValueError(f"widths: need at least two widths, got {self.widths!r}")
-        object.__setattr__(self, "widths", tuple(sorted(int(w) for w in self.widths)))
+            raise ValueError(f"widths: need at least two widths, got {list(self.widths)!r}")
+        object.__setattr__(self, "widths", tuple(sorted(self.widths)))
         bad = [o for o in self.observables if o not in self._allowed]
         if bad:
             raise ValueError(f"observables: {bad} not allowed here; valid values are {list(self._allowed)}")
+
+    def statistics(self) -> tuple[str, ...]:
+        """The ``statistic`` values of this check's verdict rows."""
+        return ("rel_diff_vs_widest",) + (("rel_diff_fixed_gamma", "contrast_shown") if self.contrast else ())
 
     def _time(self) -> float:
         """The time of the final observation (t = steps * eta)."""

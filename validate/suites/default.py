@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+#: One line for ``dmft validate --help`` (validate.suites.catalog).
+SUMMARY = "< 10 min on 2 CPU cores: deep linear and deep tanh MLPs, lazy vs rich gamma0, all schemes"
+
 import importlib.util
 import math
 
