@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..cnn_spec import CNNSpec
-from ..sources import _atomic_save
+from ..sources import atomic_save
 from .common import attempt
 from .width import WidthIndependence
 
@@ -53,7 +53,7 @@ def cnn_runs(ctx, spec: CNNSpec, width: int, seeds: int) -> dict[str, torch.Tens
         out = {k: getattr(run, k).detach().cpu() for k in (*FIELDS, "diverged", "epoch")}
         ctx.stats["trained"] += 1
         if path is not None:
-            _atomic_save(out, path)
+            atomic_save(out, path)
     ctx._nets[memo] = out
     return out
 

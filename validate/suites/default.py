@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 #: One line for ``dmft validate --help`` (validate.suites.catalog).
-SUMMARY = "< 10 min on 2 CPU cores: deep linear and deep tanh MLPs, lazy vs rich gamma0, all schemes"
+SUMMARY = "< 10 min on 2 cores: deep linear and tanh MLPs, lazy and rich, all schemes"
 
 import importlib.util
 import math
