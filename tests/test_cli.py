@@ -173,6 +173,7 @@ def test_out_and_cache_are_checked_before_the_run(tmp_path, no_work, capsys):
         (["solve", "--out", str(tmp_path)], "is a folder"),
         (["simulate", "--width", "8", "--out", str(a_file / "x.pt")], "not a folder"),
         (["validate", "--suite", suite, "--quiet", "--out", str(tmp_path), "--name", "../up"], "--name"),
+        (["check", str(ROOT / "examples" / "claims.toml"), "--quiet", "--name", "x"], "--out"),
     ):
         assert main(argv) == 2, argv
         assert words in capsys.readouterr().err, argv

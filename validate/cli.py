@@ -279,6 +279,8 @@ def cmd_check(args) -> int:
     from .claims import evaluate, load_claims
     from .report import environment
 
+    if args.name is not None and not args.out:
+        raise ValueError("--name: names the report folder, which dmft check writes only with --out")
     claims = load_claims(args.claims)
     name = _run_folder(args, Path(args.out), Path(args.claims).stem) if args.out else None
     ctx = _context(args)
