@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from validate import Verdict, read_tables, width_study
-from validate.width_study import NETWORK, width_exponent
+from validate.model_width import NETWORK, width_exponent
 
 D = 4
 X = torch.randn(12, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -151,7 +151,7 @@ def test_curves_are_tidy_and_delta_rms_is_zero_at_step_zero():
 
 def test_rms_and_delta_rms_match_a_direct_computation():
     """Rebuild seed 0 of one width by hand and recompute its module output statistics."""
-    from validate.width_study.runs import model_seed
+    from validate.model_width.runs import model_seed
 
     s = study(widths=(8, 16), steps=2)
     torch.manual_seed(model_seed(0, 16, 0))

@@ -78,7 +78,7 @@ class WidthStudy:
 
     def plot(self, path: str | Path | None = None, *, steps: list[int] | None = None,
              statistics: list[str] | None = None):
-        """The coordinate-check figure (``validate.width_study.plot``); saved to ``path`` if given."""
+        """The coordinate-check figure (``validate.model_width.plot``); saved to ``path`` if given."""
         import matplotlib.pyplot as plt
 
         cfg = self.config

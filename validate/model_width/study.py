@@ -51,8 +51,8 @@ def width_study(model, *, widths=None, data, optimizer, loss="mse", steps: int =
     batching: "auto" (vmap over seeds when the model and optimizer allow it, else a loop over
         seeds), "vmap" or "loop". name: the ``check`` column of the verdict table.
 
-    Returns a :class:`WidthStudy`. Statistics and verdict rules: ``validate.width_study.statistics``;
-    recording: ``validate.width_study.hooks``; batching: ``validate.width_study.batched``.
+    Returns a :class:`WidthStudy`. Statistics and verdict rules: ``validate.model_width.statistics``;
+    recording: ``validate.model_width.hooks``; batching: ``validate.model_width.batched``.
     """
     return run_config(make_config(model, widths=widths, data=data, optimizer=optimizer, loss=loss, steps=steps,
                                   seeds=seeds, seed=seed, device=device, observables=observables,

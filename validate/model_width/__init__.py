@@ -20,17 +20,17 @@ Modules:
     study       the front door width_study()
     claim       model = "python" claims: PythonModelSpec (module:callable references) and its check
 
-``validate`` exports the function ``width_study`` under the same name as this subpackage, so the
-attribute ``validate.width_study`` is the function; import from the subpackage with
-``from validate.width_study import WidthStudy`` (or ``from validate.width_study.hooks import ...``).
+The subpackage is not named after its front door on purpose: ``validate`` exports the function
+``width_study`` and imports lazily, so a subpackage of the same name would replace the function
+as soon as it was imported.
 """
 
 from .batched import ELEMENTWISE
-from .claim import ModelWidthStudy, PythonModelSpec, build_check
+from .claim import ModelWidthStudy, PythonModelSpec, build_claim_check
 from .config import NETWORK, STATISTICS, StudyConfig
 from .result import WidthStudy
 from .statistics import Exponent, width_exponent
 from .study import width_study
 
 __all__ = ["ELEMENTWISE", "Exponent", "ModelWidthStudy", "NETWORK", "PythonModelSpec", "STATISTICS", "StudyConfig",
-           "WidthStudy", "build_check", "width_exponent", "width_study"]
+           "WidthStudy", "build_claim_check", "width_exponent", "width_study"]

@@ -28,7 +28,7 @@ that matches no module are input errors naming the field (``problem.factory`` ..
 ``validate.claims`` turns into file:line messages (``dmft check`` exits 2).
 
 The claim is decided by its ``width_study`` row: the overall verdict of the study's gating rows
-(``validate.width_study.statistics``), which follow it in the table (the non-gating rows are
+(``validate.model_width.statistics``), which follow it in the table (the non-gating rows are
 left out of claim results).
 """
 
@@ -185,6 +185,10 @@ class ModelWidthStudy:
             why = str(exc).partition(": ")[2] if isinstance(exc, TypeError) else f"raised {type(exc).__name__}: {exc}"
             raise ValueError(f"problem.optimizer: {p.optimizer}: {why}") from None
 
+    def statistics(self) -> tuple[str, ...]:
+        """The ``statistic`` values of this check's verdict rows."""
+        return (self.statistic, "rel_diff_vs_widest", "width_exponent")
+
     def config(self, *, seed: int, device: str) -> StudyConfig:
         p = self.problem
         return make_config(p.ref("factory"), widths=self.widths, data=p.ref("data"), optimizer=p.ref("optimizer"),
@@ -214,7 +218,7 @@ class ModelWidthStudy:
         return res
 
 
-def build_check(item: dict, base_dir: Path, err: Callable[[str, str], Exception]) -> ModelWidthStudy:
+def build_claim_check(item: dict, base_dir: Path, err: Callable[[str, str], Exception]) -> ModelWidthStudy:
     """The :class:`ModelWidthStudy` of one ``[[claim]]`` table with ``model = "python"``.
 
     ``err(field, message)`` builds the caller's file:line error. Keys: name, statement, kind
@@ -229,6 +233,11 @@ def build_check(item: dict, base_dir: Path, err: Callable[[str, str], Exception]
     for req in ("name", "kind", "tolerance"):
         if req not in item:
             raise err(req, "required field is missing")
+    for key in ("name", "statement", "kind", "statistic", "observable"):
+        if key in item and not isinstance(item[key], str):
+            raise err(key, f"must be a string, got {item[key]!r}")
+    if not item["name"]:
+        raise err("name", "must be a non-empty string")
     if item["kind"] != "width_independence":
         raise err("kind", f"model 'python' supports only kind 'width_independence', got {item['kind']!r}")
     for sub, allowed in (("grid", {"widths", "seeds"}), ("options", {"batching"})):
@@ -241,6 +250,8 @@ def build_check(item: dict, base_dir: Path, err: Callable[[str, str], Exception]
     if "observable" in item and "observables" in item:
         raise err("observables", "give either 'observable' or 'observables', not both")
     obs = item.get("observables", [item["observable"]] if "observable" in item else ["loss", "delta_rms"])
+    if not isinstance(obs, list) or not obs or not all(isinstance(o, str) for o in obs):
+        raise err("observables", f"must be a non-empty list of strings, got {obs!r}")
     try:
         spec = PythonModelSpec.from_dict(item.get("problem", {}), base_dir)
     except (TypeError, ValueError) as exc:
@@ -251,7 +262,11 @@ def build_check(item: dict, base_dir: Path, err: Callable[[str, str], Exception]
               modules=listed(item.get("modules")), expect=item.get("expect"),
               **{k: listed(v) for k, v in {**grid, **opts}.items()})
     try:
-        return ModelWidthStudy(**kw)
+        check = ModelWidthStudy(**kw)
     except (TypeError, ValueError) as exc:
         field_ = str(exc).split(":")[0].strip()
         raise err(field_ if "." in field_ or field_.split("[")[0] in keys else "problem", str(exc)) from None
+    if "statistic" in item and item["statistic"] not in check.statistics():
+        raise err("statistic", f"unknown value {item['statistic']!r}; the rows of a model 'python' claim have "
+                               f"the statistics {list(check.statistics())}")
+    return check
