@@ -326,7 +326,7 @@ def test_missing_cuda_is_a_clear_error():
 # ---------------------------------------------------------------- figure and report
 
 def test_plot_has_one_panel_per_statistic_and_step(tmp_path):
-    s = study(steps=4)
+    s = study(steps=4, modules=["1", "3"])
     fig = s.plot(steps=[1, 4])
     assert len([a for a in fig.axes if a.get_xscale() == "log"]) == 4 * 2
     assert fig.axes[0].get_yscale() == "log"
@@ -338,7 +338,7 @@ def test_plot_has_one_panel_per_statistic_and_step(tmp_path):
 
 
 def test_report_writes_the_standard_run_folder(tmp_path):
-    s = study()
+    s = study(modules=["1"])
     folder = s.report(tmp_path, name="run")
     assert (folder / "summary.md").exists() and (folder / "index.html").exists()
     assert (folder / "coordinate_check.png").exists()
@@ -354,3 +354,12 @@ def test_runs_on_cuda_with_the_same_curves_as_the_cpu():
     b = study(widths=(8, 16), steps=2)
     assert {i["path"] for i in a.info.values()} == {"vmap"}
     assert np.allclose(a.curves["value"], b.curves["value"], rtol=1e-6, atol=1e-9)
+
+
+def test_the_front_door_stays_a_function_after_its_subpackage_is_imported():
+    import validate
+    import validate.claims  # noqa: F401  (imports validate.model_width lazily for python claims)
+    import validate.model_width.claim  # noqa: F401
+
+    assert callable(validate.width_study) and validate.width_study.__module__ == "validate.model_width.study"
+    assert validate.width_study is width_study
