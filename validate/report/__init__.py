@@ -1,0 +1,29 @@
+"""Reports: one pipeline from tidy tables to Markdown, HTML and figures (docs/design.md section 4).
+
+    from validate.report import write_report, render, read_tables
+    run_dir = write_report(result, "reports/runs", "my-run", meta)   # FileExistsError if it exists
+    render(run_dir)                                                   # redraw from tables/ alone
+
+The run report (``dmft validate``) and the paper report (``validate.paper``) are both built from
+these pieces. Modules:
+
+    run        the run folder: write_report, render, read_tables, environment
+    document   Document: headings, paragraphs, tables, figures -> Markdown and HTML
+    tables     save_tables / load_tables: the CSV and Parquet tables of a report folder
+    figures    the run report's figures (every one drawn, each tagged with its check)
+    style      matplotlib helpers: outside legends, width axes, heatmaps, decluttered ticks
+    folders    atomic folder writes with umask permissions, no silent replace, stale-temp cleanup
+"""
+
+from .document import Document, Figure, fmt, html_table, md_table
+from .figures import Plot, draw_all
+from .folders import atomic_dir, check_target, clean_stale
+from .run import environment, figure_index, read_tables, render, write_report
+from .style import file_key, heatmap, legend_outside, panels, save, width_axis
+from .tables import load_tables, save_tables
+
+__all__ = [
+    "Document", "Figure", "Plot", "atomic_dir", "check_target", "clean_stale", "draw_all", "environment",
+    "figure_index", "file_key", "fmt", "heatmap", "html_table", "legend_outside", "load_tables",
+    "md_table", "panels", "read_tables", "render", "save", "save_tables", "width_axis", "write_report",
+]
