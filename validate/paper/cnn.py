@@ -136,7 +136,7 @@ class PaperFig4:
                 scale = 1.0 if obs == "test_error" else max(abs(mb), 1e-12)
                 d, se = (ma - mb) / scale, float(np.hypot(sa, sb)) / scale
                 kind = "absolute" if obs == "test_error" else "relative"
-                v, why = decide(abs(d), se, tol, what=f"{kind} difference N={lo} vs N={hi}")
+                v, why = decide(d, se, tol, what=f"{kind} difference N={lo} vs N={hi}", signed=True)
                 rows.append(verdict_row(**base, estimate=d, stderr=se, verdict=v,
                                         reason=f"{why} (N={lo}: {ma:.3g}±{sa:.2g}, N={hi}: {mb:.3g}±{sb:.2g}; {desc})"))
         return CheckResult(frame("verdicts", rows), frame("measurements", meas), frame("curves", curves))

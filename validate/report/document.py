@@ -4,7 +4,7 @@ Both the run report (``summary.md``, ``index.html``) and the paper report (``REA
 built as a :class:`Document`, a list of blocks (headings, paragraphs, bullet lists, tables,
 figures, folded sections), so tables are formatted in one place (:func:`fmt`) and the two
 outputs say the same thing. Paragraph text may use the inline Markdown the reports need:
-```code```, ``**bold**``, ``*emphasis*`` and ``[text](url)``; HTML output converts them.
+`code`, ``**bold**``, ``*emphasis*`` and ``[text](url)``; HTML output converts them.
 """
 
 from __future__ import annotations
@@ -74,6 +74,39 @@ def inline_html(text: str) -> str:
     return out
 
 
+def markdown_html(text: str) -> str:
+    """HTML of simple Markdown: ``#`` headings, ``- `` bullets (indented lines continue them),
+    paragraphs separated by blank lines, inline markup as in :func:`inline_html`."""
+    out, items, para = [], [], []
+
+    def flush():
+        if para:
+            out.append(f"<p>{inline_html(' '.join(para))}</p>")
+            para.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in text.splitlines():
+        s = line.strip()
+        if not s:
+            flush()
+        elif s.startswith("#"):
+            flush()
+            level = len(s) - len(s.lstrip("#"))
+            out.append(f"<h{level}>{inline_html(s[level:].strip())}</h{level}>")
+        elif s.startswith("- "):
+            if para:
+                flush()
+            items.append(s[2:])
+        elif items and line.startswith(" "):
+            items[-1] += " " + s
+        else:
+            para.append(s)
+    flush()
+    return "\n".join(out)
+
+
 @dataclass(frozen=True)
 class Figure:
     """A PNG of the report: ``path`` relative to the report folder, with a caption."""
@@ -116,6 +149,11 @@ class Document:
         self.blocks.append(("details", summary, inner))
         return self
 
+    def markdown_text(self, text: str) -> "Document":
+        """A passage already written in Markdown (headings ``#``, bullets ``- ``, paragraphs)."""
+        self.blocks.append(("md", text.strip()))
+        return self
+
     def preformatted(self, text: str) -> "Document":
         self.blocks.append(("pre", text))
         return self
@@ -148,6 +186,8 @@ def _md_block(b: tuple) -> str:
         return f"<details><summary>{b[1]}</summary>\n\n{inner}\n\n</details>"
     if kind == "pre":
         return "```\n" + b[1] + "\n```"
+    if kind == "md":
+        return b[1]
     raise ValueError(f"block: unknown kind {kind!r}")
 
 
@@ -169,4 +209,6 @@ def _html_block(b: tuple) -> str:
         return f"<details><summary>{inline_html(b[1])}</summary>{inner}</details>"
     if kind == "pre":
         return f"<pre>{html.escape(b[1])}</pre>"
+    if kind == "md":
+        return markdown_html(b[1])
     raise ValueError(f"block: unknown kind {kind!r}")

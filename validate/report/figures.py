@@ -79,7 +79,8 @@ def _width_colours(widths) -> dict:
 def curves(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
     """Time series (loss, ...): the theory against the ensemble mean (± s.e.) of every width."""
     df = tables["curves"]
-    df = df[df["source"].isin(["theory", "network"])]
+    # time series only: the paper's densities (observable h_density_*) keep field values in "time"
+    df = df[df["source"].isin(["theory", "network"]) & ~df["observable"].astype(str).str.startswith("h_density")]
     plots = []
     for (check, g0), grp in _groups(df, ["check", "gamma0"]):
         keys = list(_groups(grp, ["observable", "layer"]))
@@ -170,6 +171,17 @@ def _matrix(sub: pd.DataFrame) -> np.ndarray:
     return mat
 
 
+def kernel_row(axes, theory: np.ndarray, networks: np.ndarray, label: str, who: str = "networks",
+               reference: str = "theory") -> None:
+    """Three heatmaps on ``axes``: ``theory``, ``networks`` (one colour scale) and their difference
+    (its own scale). ``label`` names the kernel, ``who`` the networks (e.g. "N = 512")."""
+    vmax = float(np.nanmax(np.abs(np.concatenate([theory.ravel(), networks.ravel()]))))
+    heatmap(axes[0], theory, vmax=vmax, title=f"{label}: {reference}", label=label)
+    heatmap(axes[1], networks, vmax=vmax, title=f"{label}: {who}", label=label)
+    heatmap(axes[2], networks - theory, title=f"{label}: difference", label=f"networks - {reference}",
+            cmap="PuOr_r")
+
+
 def kernels(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
     """Final-time kernels per (check, gamma0): theory | widest networks | networks - theory."""
     df = tables["kernels"]
@@ -184,12 +196,7 @@ def kernels(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
                 for ax in row:
                     ax.set_axis_off()
                 continue
-            a, b = _matrix(th), _matrix(net)
-            w = net["width"].iloc[0]
-            vmax = float(np.nanmax(np.abs(np.concatenate([a.ravel(), b.ravel()]))))
-            heatmap(row[0], a, vmax=vmax, title=f"{lab}: theory", label=lab)
-            heatmap(row[1], b, vmax=vmax, title=f"{lab}: networks N = {int(w)}", label=lab)
-            heatmap(row[2], b - a, title=f"{lab}: networks - theory", label="difference", cmap="PuOr_r")
+            kernel_row(row, _matrix(th), _matrix(net), lab, f"networks N = {int(net['width'].iloc[0])}")
         suptitle(fig, f"{check}, gamma0 = {g0:g}: final kernels (points: train, then test)")
         name = save(fig, out, f"kernel_{file_key(check, g0)}.png")
         plots.append(Plot(check, name, f"{check}: final-time kernels of the theory and of the widest networks' "
@@ -297,10 +304,15 @@ def widths(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
 
 
 ALL = (curves, errors, kernels, breakdown, widths)
+KINDS = tuple(f.__name__ for f in ALL)
 
 
-def draw_all(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
-    """Every figure of the tables into ``out`` (created), in the order of :data:`ALL`."""
+def draw_all(tables: dict[str, pd.DataFrame], out: Path, kinds: tuple[str, ...] = KINDS) -> list[Plot]:
+    """Every figure of the tables of the given ``kinds`` (default all of :data:`KINDS`) into
+    ``out`` (created), in the order of :data:`ALL`."""
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"kinds: unknown {bad}; valid values are {list(KINDS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return [p for draw in ALL for p in draw(tables, out)]
+    return [p for draw in ALL if draw.__name__ in kinds for p in draw(tables, out)]

@@ -145,14 +145,20 @@ def _labels(axis) -> list:
     return out
 
 
-def overlapping_ticks(fig) -> list[tuple]:
-    """``(axes, "x" or "y")`` for every axis of ``fig`` whose visible tick labels overlap."""
+def _crowded(a, b, pad: float) -> bool:
+    """Whether two label boxes overlap or come closer than ``pad`` pixels."""
+    return a.x0 - pad < b.x1 and b.x0 - pad < a.x1 and a.y0 - pad < b.y1 and b.y0 - pad < a.y1
+
+
+def overlapping_ticks(fig, pad: float = 3.0) -> list[tuple]:
+    """``(axes, "x" or "y")`` for every axis of ``fig`` whose visible tick labels overlap or come
+    within ``pad`` pixels of each other."""
     fig.canvas.draw()
     bad = []
     for ax in fig.axes:
         for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
             boxes = _labels(axis)
-            if any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:]):
+            if any(_crowded(a, b, pad) for i, a in enumerate(boxes) for b in boxes[i + 1:]):
                 bad.append((ax, name))
     return bad
 
@@ -172,7 +178,8 @@ def legends_inside(fig) -> list:
 
 
 def declutter(fig) -> None:
-    """Thin the ticks of every axis whose labels overlap (keep every 2nd, 3rd, ... tick)."""
+    """Thin the ticks of every axis whose labels crowd each other (keep every 2nd tick, counted
+    from the last, and repeat while they still crowd)."""
     for _ in range(4):
         bad = overlapping_ticks(fig)
         if not bad:
@@ -181,11 +188,12 @@ def declutter(fig) -> None:
             axis = ax.xaxis if name == "x" else ax.yaxis
             locs = list(axis.get_majorticklocs())
             texts = [t.get_text() for t in axis.get_majorticklabels()]
-            keep = slice(None, None, 2)
+            keep = [i for i in range(len(locs)) if (len(locs) - 1 - i) % 2 == 0]  # the last tick stays
+            locs, texts = [locs[i] for i in keep], [texts[i] for i in keep]
             if name == "x":
-                ax.set_xticks(locs[keep], texts[keep])
+                ax.set_xticks(locs, texts)
             else:
-                ax.set_yticks(locs[keep], texts[keep])
+                ax.set_yticks(locs, texts)
             axis.set_minor_locator(NullLocator())
 
 
