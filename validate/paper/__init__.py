@@ -1,4 +1,4 @@
-"""Reproduction of the paper's experiments (THEORY.md section 7) as checks, figures and a report.
+"""Reproduction of the paper's experiments (docs/theory.md section 7) as checks, figures and a report.
 
     from validate.paper import experiments
     checks = experiments("smoke")            # Fig. 1-4 and the Appendix, as suite checks

@@ -1,5 +1,5 @@
 """Figs. 2 and 3 of the paper: deep linear networks (P = 20 Gaussian points in D = 40,
-eta = 0.025, T = 100), where the DMFT is exact (THEORY.md sections 4, 5, 7).
+eta = 0.025, T = 100), where the DMFT is exact (docs/theory.md sections 4, 5, 7).
 
 Fig. 2 (gamma0 = 1.5, depth 1..5): loss by depth, final H^l against networks (convergence check
 per depth), kernel movement ``|K(T) - K(0)| / |K(0)|`` against depth (deeper moves more).

@@ -59,7 +59,6 @@ def html_table(df: pd.DataFrame) -> str:
 
 
 _INLINE = [
-    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
     (re.compile(r"\*\*([^*]+)\*\*"), r"<b>\1</b>"),
     (re.compile(r"(?<![*\w])\*([^*\s][^*]*)\*(?![*\w])"), r"<i>\1</i>"),
     (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r'<a href="\2">\1</a>'),
@@ -67,11 +66,19 @@ _INLINE = [
 
 
 def inline_html(text: str) -> str:
-    """Escape ``text`` for HTML and convert its inline Markdown (module docstring)."""
-    out = html.escape(text, quote=False)
-    for pat, rep in _INLINE:
-        out = pat.sub(rep, out)
-    return out
+    """Escape ``text`` for HTML and convert its inline Markdown (module docstring); the inside
+    of a code span is kept literally."""
+    parts = re.split(r"(`[^`]+`)", text)
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+            out.append(f"<code>{html.escape(part[1:-1], quote=False)}</code>")
+            continue
+        seg = html.escape(part, quote=False)
+        for pat, rep in _INLINE:
+            seg = pat.sub(rep, seg)
+        out.append(seg)
+    return "".join(out)
 
 
 def markdown_html(text: str) -> str:

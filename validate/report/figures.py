@@ -176,8 +176,9 @@ def kernel_row(axes, theory: np.ndarray, networks: np.ndarray, label: str, who: 
     """Three heatmaps on ``axes``: ``theory``, ``networks`` (one colour scale) and their difference
     (its own scale). ``label`` names the kernel, ``who`` the networks (e.g. "N = 512")."""
     vmax = float(np.nanmax(np.abs(np.concatenate([theory.ravel(), networks.ravel()]))))
-    heatmap(axes[0], theory, vmax=vmax, title=f"{label}: {reference}", label=label)
-    heatmap(axes[1], networks, vmax=vmax, title=f"{label}: {who}", label=label)
+    heatmap(axes[0], theory, vmax=vmax, title=f"{label}: {reference}", label=None)
+    im = heatmap(axes[1], networks, vmax=vmax, title=f"{label}: {who}", label=None)
+    axes[1].figure.colorbar(im, ax=[axes[0], axes[1]]).set_label(label)  # one scale for both
     heatmap(axes[2], networks - theory, title=f"{label}: difference", label=f"networks - {reference}",
             cmap="PuOr_r")
 

@@ -32,8 +32,11 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
 
 
-def _temp_name(name: str, kind: str) -> str:
-    return f".{name}.{kind}-{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+def temp_name(name: str, kind: str = "tmp", pid: int | None = None, host: str | None = None) -> str:
+    """The name of a temporary sibling of folder ``name`` owned by process ``pid`` (default this
+    one) on ``host`` (default this one); ``kind`` is "tmp" (being filled) or "old" (being replaced)."""
+    host = _host() if host is None else host
+    return f".{name}.{kind}-{host}-{os.getpid() if pid is None else pid}-{secrets.token_hex(4)}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -114,14 +117,14 @@ def atomic_dir(target: Path | str, fill: Callable[[Path], None], *, overwrite: b
     target = check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(target.parent)
-    tmp = target.parent / _temp_name(target.name, "tmp")
+    tmp = target.parent / temp_name(target.name, "tmp")
     os.mkdir(tmp)  # mode 0777 & ~umask
     try:
         fill(tmp)
         old = None
         if target.exists():
             check_target(target, overwrite)
-            old = target.parent / _temp_name(target.name, "old")
+            old = target.parent / temp_name(target.name, "old")
             os.replace(target, old)
         os.rename(tmp, target)
         if old is not None:

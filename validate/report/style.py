@@ -103,8 +103,9 @@ def width_axis(ax, widths, label: str = "width N") -> None:
 
 
 def heatmap(ax, mat, *, vmax: float | None = None, cmap: str = "RdBu_r", title: str = "",
-            label: str = "value", xlabel: str = "point j", ylabel: str = "point i"):
-    """Draw ``mat`` (n, m) on ``ax`` with axis labels, integer ticks and a labelled colour bar.
+            label: str | None = "value", xlabel: str = "point j", ylabel: str = "point i"):
+    """Draw ``mat`` (n, m) on ``ax`` with axis labels, integer ticks and a colour bar labelled
+    ``label`` (``label=None``: no colour bar here; the caller adds one shared with other axes).
 
     Colours are symmetric about 0 (``vmax`` defaults to the largest magnitude). Returns the image.
     """
@@ -126,8 +127,8 @@ def heatmap(ax, mat, *, vmax: float | None = None, cmap: str = "RdBu_r", title: 
     if finite.size and np.ptp(finite) <= 1e-9 * max(float(np.abs(finite).max()), 1e-300):
         ax.text(0.5, 0.5, f"constant {float(finite.mean()):.4g}", transform=ax.transAxes, ha="center",
                 va="center", fontsize=FONT + 1, bbox=dict(facecolor="white", alpha=0.85, lw=0))
-    cb = ax.figure.colorbar(im, ax=ax)
-    cb.set_label(label)
+    if label is not None:
+        ax.figure.colorbar(im, ax=ax).set_label(label)
     return im
 
 
@@ -153,7 +154,7 @@ def _crowded(a, b, pad: float) -> bool:
 def overlapping_ticks(fig, pad: float = 3.0) -> list[tuple]:
     """``(axes, "x" or "y")`` for every axis of ``fig`` whose visible tick labels overlap or come
     within ``pad`` pixels of each other."""
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     bad = []
     for ax in fig.axes:
         for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
@@ -166,7 +167,7 @@ def overlapping_ticks(fig, pad: float = 3.0) -> list[tuple]:
 def legends_inside(fig) -> list:
     """The legends of ``fig`` that overlap a plotting area (other than a switched-off grid cell)
     or the figure's title."""
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     r = fig.canvas.get_renderer()
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     spare = _spare(fig)
@@ -198,8 +199,9 @@ def declutter(fig) -> None:
 
 
 def save(fig, out: Path, name: str) -> str:
-    """Declutter, save ``out/name`` (tight bounding box, :data:`DPI`), close; returns ``name``."""
+    """Declutter, save ``out/name`` at :data:`DPI`, close; returns ``name``. (Constrained layout
+    keeps outside legends, colour bars and titles within the figure.)"""
     declutter(fig)
-    fig.savefig(Path(out) / name, dpi=DPI, bbox_inches="tight")
+    fig.savefig(Path(out) / name, dpi=DPI)
     plt.close(fig)
     return name
