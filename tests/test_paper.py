@@ -103,7 +103,7 @@ def test_paper_report_is_one_document_in_markdown_and_html(smoke_run):
 
 
 def test_theory_fields_start_as_the_input_gaussian():
-    """h^1(0) = u^1 ~ N(0, Kx) exactly (THEORY.md section 2): sample covariance matches Kx."""
+    """h^1(0) = u^1 ~ N(0, Kx) exactly (docs/theory.md section 2): sample covariance matches Kx."""
     from theory import Problem, solve
     from theory.data import gaussian_data
 

@@ -179,6 +179,8 @@ def test_existing_folder_is_not_replaced_unless_asked(tmp_path, result, stub_fig
     run = write_report(result, tmp_path, "same", {"suite": "first"})
     with pytest.raises(FileExistsError, match=str(run)):
         write_report(result, tmp_path, "same", {"suite": "second"})
+    with pytest.raises(ValueError, match="already exists"):  # also an input error for the CLI (exit 2)
+        report.check_target(run)
     assert json.loads((run / "summary.json").read_text())["suite"] == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same"]  # no temporary folder left
     write_report(result, tmp_path, "same", {"suite": "second"}, overwrite=True)

@@ -17,13 +17,13 @@ these pieces. Modules:
 
 from .document import Document, Figure, fmt, html_table, md_table
 from .figures import Plot, draw_all, kernel_row, scheme_colours
-from .folders import STALE_AFTER_S, atomic_dir, check_target, clean_stale, temp_name
+from .folders import STALE_AFTER_S, FolderExistsError, atomic_dir, check_target, clean_stale, temp_name
 from .run import environment, figure_index, read_tables, render, write_report
 from .style import figure, file_key, heatmap, legend_outside, panels, save, suptitle, width_axis
 from .tables import load_tables, save_tables
 
 __all__ = [
-    "STALE_AFTER_S", "Document", "Figure", "Plot", "atomic_dir", "check_target", "clean_stale", "draw_all",
+    "STALE_AFTER_S", "Document", "Figure", "FolderExistsError", "Plot", "atomic_dir", "check_target", "clean_stale", "draw_all",
     "environment", "figure", "figure_index", "file_key", "fmt", "heatmap", "html_table", "kernel_row",
     "legend_outside", "load_tables", "md_table", "panels", "read_tables", "render", "save", "save_tables",
     "scheme_colours", "suptitle", "temp_name", "width_axis", "write_report",

@@ -28,6 +28,11 @@ STALE_AFTER_S = 600.0
 _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>[A-Za-z0-9_-]*)-(?P<pid>\d+)-[0-9a-f]+$")
 
 
+class FolderExistsError(FileExistsError, ValueError):
+    """A report folder exists and was not to be replaced (also a ValueError: bad ``--out`` /
+    ``--name`` input, which the CLI reports with exit code 2)."""
+
+
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
 
@@ -89,20 +94,21 @@ def clean_stale(root: Path | str) -> list[Path]:
 
 
 def check_target(target: Path | str, overwrite: bool = False) -> Path:
-    """Raise ``FileExistsError`` naming ``target`` when it exists and ``overwrite`` is false.
+    """Raise :class:`FolderExistsError` (a ``FileExistsError`` and a ``ValueError``) naming
+    ``target`` when it exists and ``overwrite`` is false.
 
     Also rejects a target whose path exists as a file, or whose parent is a file, with the same
-    error type, before any work is done (so a CLI can call it before a long run).
+    error type. Cheap and side-effect free: a CLI calls it before a long run.
     """
     target = Path(target)
     for parent in target.parents:
         if parent.exists() and not parent.is_dir():
-            raise FileExistsError(f"report folder {target}: {parent} exists and is not a folder")
+            raise FolderExistsError(f"report folder {target}: {parent} exists and is not a folder")
     if target.exists() and not target.is_dir():
-        raise FileExistsError(f"report folder {target}: exists and is not a folder")
+        raise FolderExistsError(f"report folder {target}: exists and is not a folder")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"report folder {target} already exists; choose another name or pass "
-                              "overwrite=True (dmft validate --overwrite) to replace it")
+        raise FolderExistsError(f"report folder {target} already exists; choose another name or pass "
+                                "overwrite=True (dmft validate --overwrite) to replace it")
     return target
 
 
@@ -110,7 +116,7 @@ def atomic_dir(target: Path | str, fill: Callable[[Path], None], *, overwrite: b
     """Build the folder ``target`` with ``fill(tmp)`` in a temporary sibling, then move it into place.
 
     An existing ``target`` is replaced only when ``overwrite`` is true (otherwise
-    ``FileExistsError`` naming it, raised both before ``fill`` runs and, should another writer
+    :class:`FolderExistsError` naming it, raised both before ``fill`` runs and, should another writer
     have created it meanwhile, at the rename). Stale temporary folders of killed runs in the same
     root are removed first. Returns ``target``.
     """

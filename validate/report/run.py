@@ -121,7 +121,9 @@ def write_report(result: CheckResult, root: Path | str, name: str, meta: dict | 
                  overwrite: bool = False) -> Path:
     """Write the run folder ``root/name`` atomically; returns its path.
 
-    Raises ``FileExistsError`` naming the folder when it already exists, unless ``overwrite``.
+    Raises ``validate.report.FolderExistsError`` (a ``FileExistsError`` and a ``ValueError``)
+    naming the folder when it already exists, unless ``overwrite``; call
+    ``validate.report.check_target(root / name)`` to find out before a long run.
     """
     meta = dict(meta or {}, name=name)
 
