@@ -108,11 +108,14 @@ def _error_panel(ax, m: pd.DataFrame, grp: pd.DataFrame, colours: dict) -> list[
     """Per-seed errors, seed means, fits and the N^-1/2 reference of one observable; returns the
     fitted slopes as text."""
     slopes = []
-    for scheme, sub in grp.groupby("scheme", dropna=False):
+    groups = list(grp.groupby("scheme", dropna=False))
+    for i, (scheme, sub) in enumerate(groups):
         col = colours[scheme]
-        ax.plot(sub["width"], sub["value"], "o", ms=2.5, alpha=0.35, color=col)
+        # several schemes: shift each a little along the (log) width axis so coinciding ones stay visible
+        dodge = 1.0 + 0.05 * (i - (len(groups) - 1) / 2) if len(groups) > 1 else 1.0
+        ax.plot(sub["width"] * dodge, sub["value"], "o", ms=2.5, alpha=0.35, color=col)
         mean = sub.groupby("width")["value"].mean()
-        ax.plot(mean.index, mean.values, "-", color=col, lw=1.3)
+        ax.plot(mean.index * dodge, mean.values, "-", color=col, lw=1.3)
         first = sub.iloc[0]
         fit = m[(m["check"] == first["check"]) & (m["observable"] == first["observable"])
                 & (m["source"] == "fit") & (m["scheme"] == scheme) & (m["gamma0"] == first["gamma0"])
