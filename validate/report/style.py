@@ -151,10 +151,11 @@ def _crowded(a, b, pad: float) -> bool:
     return a.x0 - pad < b.x1 and b.x0 - pad < a.x1 and a.y0 - pad < b.y1 and b.y0 - pad < a.y1
 
 
-def overlapping_ticks(fig, pad: float = 3.0) -> list[tuple]:
+def overlapping_ticks(fig, pad: float = 3.0, draw: bool = True) -> list[tuple]:
     """``(axes, "x" or "y")`` for every axis of ``fig`` whose visible tick labels overlap or come
-    within ``pad`` pixels of each other."""
-    fig.draw_without_rendering()
+    within ``pad`` pixels of each other. ``draw=False``: the figure was just drawn as it is."""
+    if draw:
+        fig.draw_without_rendering()
     bad = []
     for ax in fig.axes:
         for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
@@ -178,19 +179,19 @@ def legends_inside(fig) -> list:
     return [lg for lg in legends if any(lg.get_window_extent(r).overlaps(a) for a in areas)]
 
 
-def declutter(fig) -> None:
+def declutter(fig, drawn: bool = False) -> None:
     """Thin the ticks of every axis whose labels crowd each other (keep every 2nd tick, counted
-    from the last, and repeat while they still crowd)."""
-    for _ in range(4):
-        bad = overlapping_ticks(fig)
+    from the last, and repeat while they still crowd). ``drawn``: the figure was just drawn."""
+    for i in range(4):
+        bad = overlapping_ticks(fig, draw=not (i == 0 and drawn))
         if not bad:
             return
         for ax, name in bad:
             axis = ax.xaxis if name == "x" else ax.yaxis
             locs = list(axis.get_majorticklocs())
             texts = [t.get_text() for t in axis.get_majorticklabels()]
-            keep = [i for i in range(len(locs)) if (len(locs) - 1 - i) % 2 == 0]  # the last tick stays
-            locs, texts = [locs[i] for i in keep], [texts[i] for i in keep]
+            keep = [j for j in range(len(locs)) if (len(locs) - 1 - j) % 2 == 0]  # the last tick stays
+            locs, texts = [locs[j] for j in keep], [texts[j] for j in keep]
             if name == "x":
                 ax.set_xticks(locs, texts)
             else:
@@ -199,9 +200,16 @@ def declutter(fig) -> None:
 
 
 def save(fig, out: Path, name: str) -> str:
-    """Declutter, save ``out/name`` at :data:`DPI`, close; returns ``name``. (Constrained layout
-    keeps outside legends, colour bars and titles within the figure.)"""
-    declutter(fig)
+    """Declutter, save ``out/name`` at :data:`DPI`, close; returns ``name``.
+
+    Constrained layout keeps outside legends, colour bars and titles within the figure. It runs
+    once, then the positions are frozen: each later draw (measuring ticks, saving) would
+    otherwise repeat it, and it is most of the cost of a many-panel figure.
+    """
+    fig.draw_without_rendering()
+    if fig.get_layout_engine() is not None:
+        fig.set_layout_engine("none")
+    declutter(fig, drawn=True)
     fig.savefig(Path(out) / name, dpi=DPI)
     plt.close(fig)
     return name
