@@ -11,7 +11,7 @@ from .cnn import CNNConfig, CNNRun, train_cnn
 from .data import Dataset, cifar10, digits, gaussian
 from .sweep import Job, grid, run_sweep
 from .trajectories import OBSERVABLES, DivergenceError, Trajectories
-from .train import train
+from .train import check_device, train
 
 __all__ = [
     "CNNConfig",
@@ -20,6 +20,7 @@ __all__ = [
     "DivergenceError",
     "OBSERVABLES",
     "Trajectories",
+    "check_device",
     "cifar10",
     "digits",
     "gaussian",

@@ -30,7 +30,7 @@ import torch
 from theory.activations import BUILTIN
 from theory.problem import Problem
 
-from .train import _check_record, train
+from .train import check_record, train
 from .trajectories import OBSERVABLES, Trajectories
 
 #: Bump when the layout of a cached result changes: old entries are then ignored.
@@ -53,7 +53,7 @@ class Job:
     times: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "record", _check_record(self.record))
+        object.__setattr__(self, "record", check_record(self.record))
         if self.times is not None:
             object.__setattr__(self, "times", tuple(int(t) for t in self.times))
 

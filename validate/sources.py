@@ -23,11 +23,9 @@ Trainer = Callable[..., Any]  # trainer(problem, width, seeds=S, *, seed=0, devi
 
 
 def default_trainer() -> Trainer:
-    """``simulate.train``; a clear error while the simulate package lacks it."""
-    try:
-        from simulate import train
-    except ImportError as exc:  # pragma: no cover - depends on what has landed
-        raise RuntimeError(f"networks: simulate.train is not available ({exc})") from None
+    """``simulate.train``."""
+    from simulate import train
+
     return train
 
 
@@ -37,7 +35,8 @@ def default_solver(problem, scheme="dmft", **kw):
     return solve(problem, scheme=scheme, **kw)
 
 
-_FIELDS = ("t", "loss", "f_train", "f_test", "ntk", "phi", "g", "kernel_times", "diverged", "diverged_step")
+#: The fields of a network ensemble that the cache (and ``dmft simulate --out``) stores.
+FIELDS = ("t", "loss", "f_train", "f_test", "ntk", "phi", "g", "kernel_times", "diverged", "diverged_step")
 
 
 @dataclass
@@ -107,7 +106,7 @@ class Context:
             out = trainer(problem, width, seeds=seeds, seed=self.seed, device=self.device)
             self.stats["trained"] += 1
             if path is not None:
-                _atomic_save({k: _cpu(getattr(out, k, None)) for k in _FIELDS}, path)
+                atomic_save({k: to_cpu(getattr(out, k, None)) for k in FIELDS}, path)
         self._nets[key] = out
         return out
 
@@ -115,19 +114,22 @@ class Context:
         return tqdm(total=total, desc=desc, file=sys.stderr, disable=not self.progress, leave=False)
 
 
-def _cpu(v):
+def to_cpu(v):
+    """Tensors (also inside tuples and lists) detached and moved to the CPU; other values as they are."""
     if torch.is_tensor(v):
         return v.detach().cpu()
     if isinstance(v, (tuple, list)):
-        return tuple(_cpu(x) for x in v)
+        return tuple(to_cpu(x) for x in v)
     return v
 
 
-def _atomic_save(obj, path: Path) -> None:
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save(obj, path)`` through a temporary file in the same folder, renamed into place;
+    the temporary file is removed on any error, Ctrl-C included."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
     try:
+        os.close(fd)
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:

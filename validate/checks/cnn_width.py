@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from ..cnn_spec import CNNSpec
-from ..sources import _atomic_save
+from ..sources import atomic_save
+from .common import attempt
 from .width import WidthIndependence
 
 FIELDS = ("train_loss", "test_mse", "test_error", "alignment")
@@ -52,7 +53,7 @@ def cnn_runs(ctx, spec: CNNSpec, width: int, seeds: int) -> dict[str, torch.Tens
         out = {k: getattr(run, k).detach().cpu() for k in (*FIELDS, "diverged", "epoch")}
         ctx.stats["trained"] += 1
         if path is not None:
-            _atomic_save(out, path)
+            atomic_save(out, path)
     ctx._nets[memo] = out
     return out
 
@@ -91,5 +92,5 @@ class CNNWidthIndependence(WidthIndependence):
         return float(self.problem.epochs)
 
     def _final(self, ctx, spec, width):
-        runs = cnn_runs(ctx, spec, width, self.seeds)
+        runs = attempt(f"CNN training ({width} channels, {self.seeds} seeds)", cnn_runs, ctx, spec, width, self.seeds)
         return {o: cnn_scalar(runs, o) for o in self.observables}
