@@ -2,7 +2,7 @@
 
 Two-layer linear network on whitened data (``Kx = I`` over all points). With
 ``f = w . h / (gamma0 N)``, ``h_mu = W0 x_mu / sqrt(D)`` and gradient descent with step eta
-(THEORY.md section 1), one step is
+(docs/theory.md section 1), one step is
 
     w(k+1)   = w(k)   + (eta gamma0 / P) sum_{mu < P} Delta_mu(k) h_mu(k)
     h_nu(k+1) = h_nu(k) + (eta gamma0 / P) (Kx Delta(k))_nu w(k) = h_nu(k) + (eta gamma0/P) Delta_nu(k) w(k)

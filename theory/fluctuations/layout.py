@@ -3,7 +3,7 @@
 A (time, point) pair ``(k, mu)`` is flattened to ``k * P_all + mu`` (n = (T+1) P_all), as in the
 Monte Carlo solver; backward fields of linear networks carry no point index, so their kernels
 are indexed by time only (``p_g = 1``, n_g = T+1), while nonlinear ones use ``p_g = P_all``.
-Gradient-descent couplings (THEORY.md section 2, with ``a = eta gamma0 / P``)::
+Gradient-descent couplings (docs/theory.md section 2, with ``a = eta gamma0 / P``)::
 
     C_gd(k, mu; s, nu) = a [s < k] Phi^{l-1}(k, mu; s, nu) Delta_nu(s)     (p_g = P_all)
     C_gd(k, mu; s)     = a [s < k] sum_nu Phi^{l-1}(k, mu; s, nu) Delta_nu(s)   (p_g = 1)

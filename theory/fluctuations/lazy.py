@@ -1,7 +1,7 @@
 """Fluctuations in the lazy limit gamma0 -> 0: static random kernels (``docs/finite_width.md`` s. 6).
 
 At ``gamma0 = 0`` the weights do not move, so every kernel keeps its value at initialisation, and
-a width-N network's kernels are those of its random initial weights. Layer by layer (THEORY.md
+a width-N network's kernels are those of its random initial weights. Layer by layer (docs/theory.md
 section 3, P_all x P_all matrices, ``Phi^0 = Kx``, ``G^{L+1} = 1``)::
 
     Phi^l = <phi(u) phi(u)^T>,   G^l = <(phi'(u) o r)(phi'(u) o r)^T>,

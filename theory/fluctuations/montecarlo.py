@@ -1,6 +1,6 @@
 """Finite-width fluctuations of nonlinear networks by sampling sites (``docs/finite_width.md`` s. 7).
 
-The single-site process of layer l (THEORY.md section 2) is represented by ``population`` draws
+The single-site process of layer l (docs/theory.md section 2) is represented by ``population`` draws
 with FIXED standard normals (common random numbers): sources ``u = F_u zeta_u`` with
 ``F_u = Phi^{l-1} ^ (1/2)`` (symmetric square root; ``u^1`` has the exact factor of ``Kx``) and
 ``r = F_r zeta_r`` (``F_r = G^{l+1} ^ (1/2)``; ``r^L`` is one N(0, 1) scalar), fields by the causal
