@@ -16,7 +16,7 @@ import torch
 from theory.problem import Problem
 
 from .mlp import DIVERGENCE_FACTOR, equal_time_ntk, forward, gram_into, init_network, sgd_step
-from .trajectories import OBSERVABLES, Trajectories
+from .trajectories import OBSERVABLES, Trajectories, check_record
 
 #: Working memory per batch of seeds on the CPU when ``memory_budget`` is not given (bytes).
 CPU_MEMORY_BUDGET = 2 * 1024**3
@@ -32,18 +32,6 @@ def _check_device(device) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device: {dev.type!r} is not supported; valid values are 'cpu' and 'cuda'")
     return dev
-
-
-def _check_record(record) -> tuple[str, ...]:
-    if record is None:
-        return ()
-    if isinstance(record, str):
-        record = (record,)
-    rec = tuple(dict.fromkeys(record))
-    bad = [r for r in rec if r not in OBSERVABLES]
-    if bad:
-        raise ValueError(f"record: unknown observables {bad}; valid values are {list(OBSERVABLES)}")
-    return tuple(r for r in OBSERVABLES if r in rec)
 
 
 def _check_times(times, steps: int) -> torch.Tensor:
@@ -118,7 +106,7 @@ def train(
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype: must be a torch floating dtype (torch.float64, torch.float32), got {dtype!r}")
     dev = _check_device(device)
-    record = _check_record(record)
+    record = check_record(record)
     ktimes = _check_times(times, problem.steps)
     chunk = _seed_chunk(problem, width, len(ktimes), record, dtype, dev, memory_budget, seeds)
 

@@ -12,7 +12,8 @@ import torch
 from theory.data import gaussian_data
 from theory.problem import Problem
 from simulate import train
-from simulate.sweep import FORMAT_VERSION, Job, cache_path, grid, run_sweep
+from simulate.cache import read_record
+from simulate.sweep import Job, cache_path, grid, run_sweep
 
 
 def _problem(**kw):
@@ -87,7 +88,8 @@ def test_resume_recomputes_nothing_cached_and_survives_failures(tmp_path):
     paths = run_sweep(jobs, cache_dir=tmp_path, executor=ex, progress=False, collect=False)
     assert ex.submitted == 0 and all(p.exists() for p in paths)
     ex.shutdown()
-    assert torch.load(paths[0], weights_only=True)["format"] == FORMAT_VERSION
+    # entries are versioned tensors-only archives (read_record checks format, version and key)
+    assert read_record(paths[0], key=jobs[0].key(), kind="train").meta["width"] == jobs[0].width
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp") and f != ".junk.tmp"]
 
 

@@ -110,11 +110,9 @@ def _exit(verdicts, strict: bool) -> int:
 
 
 def _save(obj, fields, path) -> None:
-    import torch
+    from simulate.cache import save_torch
 
-    from .sources import _atomic_save, _cpu
-
-    _atomic_save({k: _cpu(getattr(obj, k, None)) for k in fields}, Path(path))
+    save_torch({k: getattr(obj, k, None) for k in fields}, Path(path))
 
 
 def cmd_validate(args) -> int:
@@ -177,18 +175,18 @@ def cmd_solve(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .sources import _FIELDS
+    from . import sources
     from .stats import mean_se
 
     problem = _spec(args).build()
-    ctx = _context(args, cache=False)
-    run = ctx.networks(problem, args.width, args.seeds)
+    run = sources.default_trainer()(problem, args.width, seeds=args.seeds, seed=args.seed, device=args.device)
     final = run.loss[:, -1].numpy()
     m, se = mean_se(final)
     print(f"width {args.width}, {args.seeds} seeds, {problem!r}: final train loss {m:.6g} ± {se:.2g}, "
           f"diverged {int(run.diverged.sum())}")
     if args.out:
-        _save(run, _FIELDS, args.out)
+        _save(run, ("t", "loss", "f_train", "f_test", "ntk", "phi", "g", "kernel_times", "diverged",
+                    "diverged_step"), args.out)
         print(f"saved: {args.out}")
     return EXIT_PASS
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..frame import CheckResult, Verdict, frame, verdict_row
-from ..metrics import rel_error
+from ..metrics import observable, rel_error
 from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide
 from .common import expand_observables, theory_stderr
-from .convergence import _obs, compare
+from .convergence import compare
 
 SCHEMES = ("ntk", "gia", "perturbative")
 
@@ -61,6 +61,18 @@ class Breakdown:
             if s not in self.schemes or len(iv) != 2:
                 raise ValueError(f"expect: {s!r} must be one of the schemes with an interval [lo, hi]")
         expand_observables(self.observables, self.problem.depth)
+
+    def jobs(self, ctx) -> list:
+        """Every solve (reference and schemes) and, against networks, every ensemble of the grid."""
+        out = []
+        for depth in self.depths or (self.problem.depth,):
+            for g0 in self.gamma0s:
+                problem = self.problem.replace(depth=depth, gamma0=g0).build()
+                schemes = self.schemes if self.against == "networks" else (self.reference, *self.schemes)
+                out += [ctx.theory_job(problem, s, **self.solver_options) for s in schemes]
+                if self.against == "networks":
+                    out += [ctx.network_job(problem, w, self.seeds) for w in self.widths]
+        return out
 
     def run(self, ctx) -> CheckResult:
         depths = self.depths or (self.problem.depth,)
@@ -108,8 +120,8 @@ class Breakdown:
                                             tolerance=self.tolerance, verdict=Verdict.INCONCLUSIVE,
                                             reason=f"{bad} solve status {(ref if not ref.ok else sol).status.value}"))
                     continue
-                r = _obs(ref, name, problem, layer)
-                err = float(rel_error(_obs(sol, name, problem, layer), r))
+                r = observable(ref, name, problem, layer)
+                err = float(rel_error(observable(sol, name, problem, layer), r))
                 se = 0.0
                 for x in (ref, sol):
                     e = theory_stderr(x, name, layer, r)

@@ -48,10 +48,27 @@ class WidthIndependence:
         """The time of the final observation (t = steps * eta)."""
         return self.problem.steps * self.problem.eta
 
+    def _job(self, ctx, spec, width):
+        """The ensemble job of ``spec`` at ``width``."""
+        return ctx.network_job(spec.build(), width, self.seeds)
+
     def _final(self, ctx, spec, width):
-        problem = spec.build()
-        nets = ctx.networks(problem, width, self.seeds)
-        return {o: ensemble(nets, o, problem, None)[0][:, -1].numpy() for o in self.observables}
+        nets = ctx.result(self._job(ctx, spec, width))
+        return {o: ensemble(nets, o, nets.problem, None)[0][:, -1].numpy() for o in self.observables}
+
+    def _contrast_spec(self, width):
+        """The problem at fixed gamma = gamma0 sqrt(N_min) for width ``width``."""
+        return self.problem.replace(gamma0=self.problem.gamma0 * (self.widths[0] / width) ** 0.5)
+
+    def _points(self) -> list:
+        """(spec, width) of every ensemble: each width at gamma0, then the contrast's two."""
+        pts = [(self.problem, w) for w in self.widths]
+        if self.contrast:
+            pts += [(self._contrast_spec(w), w) for w in (self.widths[0], self.widths[-1])]
+        return pts
+
+    def jobs(self, ctx) -> list:
+        return [self._job(ctx, spec, w) for spec, w in self._points()]
 
     def run(self, ctx) -> CheckResult:
         rows, meas, contrasts = [], [], []
@@ -59,10 +76,8 @@ class WidthIndependence:
         top = self.widths[-1]
         g_fixed = {}
         if self.contrast:
-            n0 = self.widths[0]
             for w in (self.widths[0], top):
-                g_fixed[w] = self._final(ctx, self.problem.replace(
-                    gamma0=self.problem.gamma0 * (n0 / w) ** 0.5), w)
+                g_fixed[w] = self._final(ctx, self._contrast_spec(w), w)
         for o in self.observables:
             base = dict(check=self.name, observable=o, scheme="networks", gamma0=self.problem.gamma0,
                         depth=self.problem.depth, time=self._time())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +55,16 @@ def get_suite(spec: str) -> Suite:
     raise ValueError(f"suite: unknown value {spec!r}; valid values are {builtin_names()} or a .toml file")
 
 
-def run_suite(suite: Suite, ctx) -> tuple[CheckResult, dict[str, float]]:
-    """Run every check of ``suite``; returns the concatenated result and seconds per check."""
-    results, timings = [], {}
-    bar = ctx.bar(len(suite.checks), f"suite {suite.name}")
-    for check in suite.checks:
-        t0 = time.perf_counter()
-        results.append(check.run(ctx))
-        timings[check.name] = time.perf_counter() - t0
-        bar.update()
-    bar.close()
-    return CheckResult.concat(results), timings
+def run_suite(suite: Suite, ctx=None, *, executor=None) -> tuple[CheckResult, dict[str, float]]:
+    """Run every check of ``suite`` (plan, then run: ``validate.plan``); returns the concatenated
+    result and seconds per check.
+
+    ctx: a ``validate.Context`` (default: a fresh one, no disk cache). executor: None or
+    "serial" (here), "processes[:N]", "dask[:N]", "dask://HOST:PORT", or any
+    ``concurrent.futures.Executor``. The verdicts do not depend on it.
+    """
+    from ..plan import run_checks
+    from ..sources import Context
+
+    results, seconds = run_checks(suite.checks, ctx if ctx is not None else Context(), executor=executor)
+    return CheckResult.concat(results), seconds
