@@ -118,8 +118,10 @@ def _host() -> str:
     return socket.gethostname().replace(".", "-") or "host"
 
 
-def _temp_name(path: Path) -> Path:
-    tag = f"{_host()}.{os.getpid()}.{os.urandom(4).hex()}"
+def temp_path(path: Path, pid: int | None = None) -> Path:
+    """The temporary sibling that process ``pid`` (default: this one) writes ``path`` through:
+    ``.<name>.<host>.<pid>.<random>.tmp`` (how a later run tells whether its writer is gone)."""
+    tag = f"{_host()}.{os.getpid() if pid is None else int(pid)}.{os.urandom(4).hex()}"
     return path.with_name(f".{path.name}.{tag}{TEMP_SUFFIX}")
 
 
@@ -131,7 +133,7 @@ def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as fh:
             write(fh)
@@ -169,27 +171,32 @@ class EntryError(ValueError):
 
 def read_record(path: Path, *, key: str, kind: str) -> Record:
     """Read one entry; raises :class:`EntryError` saying why it cannot be used."""
+    with open(path, "rb") as fh:
+        try:
+            z = np.load(fh, allow_pickle=False)
+        except Exception as exc:  # a pickle, a truncated archive, garbage
+            raise EntryError(f"not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise EntryError("not a dmft-validate cache entry (a bare .npy array)")
+        with z:
+            return _read_archive(z, key, kind)
+
+
+def _read_archive(z, key: str, kind: str) -> Record:
     try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as exc:  # a pickle, a truncated archive, garbage
-        raise EntryError(f"not a readable .npz archive ({type(exc).__name__}: {exc})") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise EntryError("not a dmft-validate cache entry (a bare .npy array)")
-    with z:
-        try:
-            head = json.loads(bytes(z[META]).decode()) if META in z.files else {}
-        except Exception as exc:
-            raise EntryError(f"corrupt header ({type(exc).__name__}: {exc})") from None
-        if not isinstance(head, dict) or head.get("format") != FORMAT:
-            raise EntryError("not a dmft-validate cache entry")
-        if head.get("version") != VERSION:
-            raise EntryError(f"stale format version {head.get('version')!r} (this version reads {VERSION})")
-        if head.get("key") != key or head.get("kind") != kind:
-            raise EntryError(f"written for another job ({head.get('kind')} {head.get('key')})")
-        try:
-            tensors = {n: torch.from_numpy(np.array(z[n])) for n in z.files if n != META}
-        except Exception as exc:  # truncated member, bad CRC, short read
-            raise EntryError(f"truncated or corrupt ({type(exc).__name__}: {exc})") from None
+        head = json.loads(bytes(z[META]).decode()) if META in z.files else {}
+    except Exception as exc:
+        raise EntryError(f"corrupt header ({type(exc).__name__}: {exc})") from None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise EntryError("not a dmft-validate cache entry")
+    if head.get("version") != VERSION:
+        raise EntryError(f"stale format version {head.get('version')!r} (this version reads {VERSION})")
+    if head.get("key") != key or head.get("kind") != kind:
+        raise EntryError(f"written for another job ({head.get('kind')} {head.get('key')})")
+    try:
+        tensors = {n: torch.from_numpy(np.array(z[n])) for n in z.files if n != META}
+    except Exception as exc:  # truncated member, bad CRC, short read, an object array
+        raise EntryError(f"truncated or corrupt ({type(exc).__name__}: {exc})") from None
     return Record(tensors, head.get("meta") or {})
 
 
