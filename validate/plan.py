@@ -32,6 +32,7 @@ def evaluate(check: Any, ctx) -> tuple[Any, dict]:
     """One planning pass of ``check``: (its result, {}) or (None, the jobs it still needs)."""
     session = ctx.session
     session.planning, session.wanted = True, {}
+    session.passes[check.name] = session.passes.get(check.name, 0) + 1
     try:
         result = check.run(ctx)
     except Pending:

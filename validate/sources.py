@@ -77,7 +77,8 @@ class Session:
     """What the Contexts of one run share (a ``dataclasses.replace`` copy shares it too).
 
     results: job key -> result, or the exception its job raised; seconds: job key -> seconds of work.
-    planning: True during a planning pass; wanted: the jobs asked for in it and not yet computed.
+    planning: True during a planning pass; wanted: the jobs asked for in it and not yet computed;
+    passes: check name -> planning passes it took (1 when its declared jobs were complete).
     """
 
     results: dict = field(default_factory=dict)
@@ -85,6 +86,7 @@ class Session:
     planning: bool = False
     wanted: dict = field(default_factory=dict)
     warned: set = field(default_factory=set)
+    passes: dict = field(default_factory=dict)
 
 
 @dataclass
