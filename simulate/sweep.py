@@ -41,6 +41,7 @@ class Task(Protocol):
     kind:      a short name ("train", "solve", ...), stored with the entry.
     cached:    whether results go to the disk cache (False: recomputed every run).
     key():     hex digest of everything that changes the result (the cache file name).
+    cost():    optional, a rough work estimate: the costliest jobs are submitted first.
     payload(): ``(function, args)``, picklable; ``function(*args) -> Record`` runs in a worker.
     decode(record): the result object.
     """
@@ -114,6 +115,12 @@ class Job:
             layers("g"), t["kernel_times"], t["diverged"], t["diverged_step"], width=m["width"],
             seeds=m["seeds"], seed=m["seed"], device=m["device"], dtype=self.dtype,
             info={"wall_s": m["wall_s"], "record": self.record})
+
+    def cost(self) -> float:
+        """Rough multiply-adds (products over T steps and the two-time Grams), longest first."""
+        p, N, n = self.problem, self.width, len(self.times or range(self.problem.steps + 1)) * self.problem.n_points
+        return float(self.seeds * p.steps * N * (p.input_dim + (p.depth - 1) * N + p.n_points) * p.n_points * 6
+                     + 4 * p.depth * self.seeds * n * n * N * bool(set(self.record) & {"phi", "g"}))
 
     def run(self, progress: bool = False) -> Trajectories:
         return train(self.problem, self.width, self.seeds, seed=self.seed, device=self.device,
@@ -278,6 +285,7 @@ def run_sweep(
         run.bar = tqdm(total=len(todo), desc="jobs", unit="job", leave=False)
     try:
         todo = [i for i in todo if not run.lookup(i)]
+        todo.sort(key=lambda i: -float(getattr(jobs[i], "cost", lambda: 0.0)()))  # longest first
         _submit(run, todo, executor, max_workers)
     finally:
         if run.bar is not None:

@@ -77,6 +77,14 @@ class SolveTask:
     def key(self) -> str:
         return self._key
 
+    def cost(self) -> float:
+        """Rough multiply-adds, to start the longest jobs first: ~10 iterations of the
+        Monte Carlo kernels (samples x ((T+1) P_all)^2 x L), with the responses about 10x that."""
+        if not self.cached:
+            return 0.0
+        p, n = self.problem, (self.problem.steps + 1) * self.problem.n_points
+        return 100.0 * float(self.options.get("samples", 4000)) * n * n * p.depth
+
     def payload(self):
         return solve_record, (problem_payload(self.problem), self.scheme, self.options, self.solver)
 
@@ -162,6 +170,14 @@ class EnsembleTask:
 
     def key(self) -> str:
         return self._key
+
+    def cost(self) -> float:
+        """Rough multiply-adds of the training: forward/backward/update products over T steps and
+        the two-time Gram matrices, to start the longest jobs first."""
+        p, N = self.problem, self.width
+        steps = self.seeds * p.steps * N * (p.input_dim + (p.depth - 1) * N + p.n_points) * p.n_points * 6
+        grams = 4 * p.depth * self.seeds * ((p.steps + 1) * p.n_points) ** 2 * N
+        return float(steps + grams)
 
     def payload(self):
         return ensemble_record, (problem_payload(self.problem), self.width, self.seeds, self.seed, self.device,
