@@ -49,6 +49,9 @@ def run_checks(checks: Sequence[Any], ctx, *, executor=None) -> tuple[list, dict
     """The results of ``checks`` (in order) and seconds per check (its evaluation plus the work
     of the jobs it asked for first). ``executor``: None or "serial", a name such as
     "processes:4" or "dask://host:8786" (``simulate.executors``), or any Executor."""
+    names = [c.name for c in checks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"checks: names must be unique, repeated: {sorted({n for n in names if names.count(n) > 1})}")
     seconds = {c.name: 0.0 for c in checks}
     owner: dict[str, str] = {}
     results: dict[str, Any] = {}
