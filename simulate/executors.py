@@ -106,6 +106,17 @@ def process_pool(workers: int | None = None) -> cf.ProcessPoolExecutor:
 
 
 @contextlib.contextmanager
+def closing(ex: cf.Executor) -> Iterator[cf.Executor]:
+    """Shut ``ex`` down on exit: waiting for its jobs normally, at once on an error or Ctrl-C."""
+    try:
+        yield ex
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    ex.shutdown(cancel_futures=True)
+
+
+@contextlib.contextmanager
 def open_executor(spec: "str | cf.Executor | None") -> Iterator[cf.Executor | None]:
     """The executor named by ``spec`` (module docstring) for the body; None means serial.
 
@@ -120,10 +131,8 @@ def open_executor(spec: "str | cf.Executor | None") -> Iterator[cf.Executor | No
         yield None
     elif es.kind == "processes":
         pool = process_pool(es.workers)
-        try:
+        with closing(pool):
             yield pool
-        finally:
-            pool.shutdown(cancel_futures=True)
     else:
         with _dask_client(es) as client:
             yield client.get_executor()

@@ -13,6 +13,7 @@ back), so what a job returns does not depend on where it ran.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import itertools
 import pickle
 import time
@@ -26,7 +27,7 @@ import torch
 from theory.problem import Problem
 
 from .cache import Cache, Record, spec_key
-from .executors import one_thread, process_pool
+from .executors import closing, one_thread, process_pool
 from .identity import problem_identity, source_version
 from .train import train
 from .trajectories import OBSERVABLES, Trajectories, check_record
@@ -310,13 +311,10 @@ def _submit(run: _Run, todo: list[int], executor, max_workers) -> None:
         remote = [i for i in todo if i not in set(local)]
         own = executor is None
         ex = process_pool(max_workers) if own else executor
-        try:
+        with closing(ex) if own else contextlib.nullcontext(ex):
             futures = {ex.submit(execute, *run.jobs[i].payload()): i for i in remote}
             for fut in cf.as_completed(futures):  # keep every job that finishes
                 _finish(run, futures[fut], fut.result)
-        finally:
-            if own:
-                ex.shutdown(cancel_futures=True)
     for i in local:
         _finish(run, i, lambda: execute(*run.jobs[i].payload()))
 
