@@ -21,8 +21,10 @@ directory (:func:`default_folder`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -75,8 +77,8 @@ def pack(value: Any, name: str, tensors: dict[str, torch.Tensor]) -> Any:
     """``value`` as JSON-able data; its tensors go into ``tensors`` under names starting ``name``.
 
     Keeps dicts, lists, tuples, numbers, strings, None and tensors (numpy arrays become tensors,
-    numpy scalars numbers, enums their value); anything else is stored as its ``repr`` string.
-    :func:`unpack` reverses it.
+    numpy scalars numbers, enums their value) and dataclasses of this project (field by field);
+    anything else is stored as its ``repr`` string. :func:`unpack` reverses it.
     """
     if torch.is_tensor(value) or isinstance(value, np.ndarray):
         tensors[name] = torch.as_tensor(value).detach().cpu()
@@ -91,11 +93,23 @@ def pack(value: Any, name: str, tensors: dict[str, torch.Tensor]) -> Any:
                               for i, (k, v) in enumerate(value.items())]}
     if isinstance(value, np.generic):
         return value.item()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and _rebuildable(type(value)):
+        return {"__dataclass__": f"{type(value).__module__}:{type(value).__qualname__}",
+                "fields": {f.name: pack(getattr(value, f.name), f"{name}.{f.name}", tensors)
+                           for f in dataclasses.fields(value) if f.init}}
     if isinstance(value, enum.Enum):
         return pack(value.value, name, tensors)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
+
+
+#: Dataclasses of these packages are stored field by field and rebuilt by :func:`unpack`.
+REBUILD_PACKAGES = ("theory.", "simulate.")
+
+
+def _rebuildable(cls: type) -> bool:
+    return cls.__module__.startswith(REBUILD_PACKAGES) and "<locals>" not in cls.__qualname__
 
 
 def unpack(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -109,6 +123,16 @@ def unpack(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
             return tuple(unpack(v, tensors) for v in data["__tuple__"])
         if set(data) == {"__items__"}:
             return {unpack(k, tensors): unpack(v, tensors) for k, v in data["__items__"]}
+        if set(data) == {"__dataclass__", "fields"}:
+            mod, _, qual = data["__dataclass__"].partition(":")
+            if not mod.startswith(REBUILD_PACKAGES):
+                raise EntryError(f"refusing to rebuild {data['__dataclass__']} (not one of this project's classes)")
+            cls = importlib.import_module(mod)
+            for part in qual.split("."):
+                cls = getattr(cls, part, None)
+            if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+                raise EntryError(f"refusing to rebuild {data['__dataclass__']} (not a dataclass)")
+            return cls(**{k: unpack(v, tensors) for k, v in data["fields"].items()})
         return {k: unpack(v, tensors) for k, v in data.items()}
     return data
 

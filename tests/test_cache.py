@@ -138,6 +138,18 @@ def test_pack_round_trips_nested_info():
     assert torch.equal(back["standard_error"]["g"][0], torch.ones(2)) and back["n"] == 3 and back[5] == "int key"
 
 
+def test_pack_rebuilds_project_dataclasses_only():
+    tensors = {}
+    rec = Record({"a": torch.ones(3)}, {"m": 1})
+    back = unpack(json.loads(json.dumps(pack({"r": rec}, "x", tensors))), tensors)["r"]
+    assert isinstance(back, Record) and torch.equal(back.tensors["a"], torch.ones(3)) and back.meta == {"m": 1}
+    forged = {"__dataclass__": "os:system", "fields": {}}  # a file naming any other callable is refused
+    with pytest.raises(EntryError, match="refusing"):
+        unpack(forged, {})
+    with pytest.raises(EntryError, match="not a dataclass"):
+        unpack({"__dataclass__": "theory.solve:solve", "fields": {}}, {})
+
+
 # ----------------------------------------------------------------------------- identity in the key
 def _act(scale):
     def phi(h):
