@@ -25,7 +25,7 @@ from .cache import Cache, CacheWarning, atomic_write, default_folder
 from .executors import ExecutorSpec, available_cores, open_executor
 from .sweep import Job, Task, grid, run_sweep
 from .trajectories import OBSERVABLES, DivergenceError, Trajectories
-from .train import train
+from .train import check_device, train
 
 __all__ = [
     "CNNConfig",
@@ -34,6 +34,7 @@ __all__ = [
     "DivergenceError",
     "OBSERVABLES",
     "Trajectories",
+    "check_device",
     "cifar10",
     "digits",
     "gaussian",

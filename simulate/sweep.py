@@ -29,8 +29,8 @@ from theory.problem import Problem
 from .cache import Cache, Record, spec_key
 from .executors import closing, one_thread, process_pool
 from .identity import problem_identity, source_version
-from .train import train
-from .trajectories import OBSERVABLES, Trajectories, check_record
+from .train import check_record, train
+from .trajectories import OBSERVABLES, Trajectories
 
 #: The modules a training result depends on (their source enters the key).
 TRAIN_SOURCES = ("simulate", "theory.problem", "theory.activations")

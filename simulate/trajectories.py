@@ -16,22 +16,6 @@ import torch
 OBSERVABLES = ("ntk", "phi", "g")
 
 
-def check_record(record) -> tuple[str, ...]:
-    """``record=`` of ``train`` as a tuple in :data:`OBSERVABLES` order (None: nothing extra).
-
-    Raises ``ValueError`` naming the unknown observables and the valid ones.
-    """
-    if record is None:
-        return ()
-    if isinstance(record, str):
-        record = (record,)
-    rec = tuple(dict.fromkeys(record))
-    bad = [r for r in rec if r not in OBSERVABLES]
-    if bad:
-        raise ValueError(f"record: unknown observables {bad}; valid values are {list(OBSERVABLES)}")
-    return tuple(r for r in OBSERVABLES if r in rec)
-
-
 class DivergenceError(RuntimeError):
     """Raised by :meth:`Trajectories.raise_for_divergence` when some seed diverged."""
 

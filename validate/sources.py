@@ -41,6 +41,10 @@ def default_solver(problem, scheme="dmft", **kw):
     return solve(problem, scheme=scheme, **kw)
 
 
+#: The fields of a network ensemble that ``dmft simulate --out`` stores.
+FIELDS = ("t", "loss", "f_train", "f_test", "ntk", "phi", "g", "kernel_times", "diverged", "diverged_step")
+
+
 class Pending(BaseException):
     """A planning pass touched a result that has not been computed yet (see module docstring).
 

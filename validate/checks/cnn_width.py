@@ -22,6 +22,7 @@ import torch
 
 from ..cnn_spec import CNNSpec
 from ..jobs import CNN_FIELDS, CNNTask
+from .common import attempt
 from .width import WidthIndependence
 
 ALIASES = {"test_loss": "test_mse"}
@@ -76,5 +77,5 @@ class CNNWidthIndependence(WidthIndependence):
         return cnn_job(ctx, spec, width, self.seeds)
 
     def _final(self, ctx, spec, width):
-        runs = ctx.result(self._job(ctx, spec, width))
+        runs = attempt(f"CNN training ({width} channels, {self.seeds} seeds)", ctx.result, self._job(ctx, spec, width))
         return {o: cnn_scalar(runs, o) for o in self.observables}

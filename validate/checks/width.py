@@ -17,7 +17,8 @@ import numpy as np
 from ..frame import CheckResult, Verdict, frame, verdict_row
 from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide, mean_se, relative_difference
-from .common import ensemble
+from .common import Unavailable, attempt, ensemble
+from .fields import typed_fields
 
 SCALARS = ("loss", "test_loss", "test_error", "alignment_yy")
 
@@ -37,12 +38,17 @@ class WidthIndependence:
     _allowed = SCALARS  # class attribute (not a field): the observables this check can read
 
     def __post_init__(self) -> None:
+        typed_fields(self)  # types and bounds: widths >= 1, seeds >= 1, tolerance > 0, ...
         if len(self.widths) < 2:
-            raise ValueError(f"widths: need at least two widths, got {self.widths!r}")
-        object.__setattr__(self, "widths", tuple(sorted(int(w) for w in self.widths)))
+            raise ValueError(f"widths: need at least two widths, got {list(self.widths)!r}")
+        object.__setattr__(self, "widths", tuple(sorted(self.widths)))
         bad = [o for o in self.observables if o not in self._allowed]
         if bad:
             raise ValueError(f"observables: {bad} not allowed here; valid values are {list(self._allowed)}")
+
+    def statistics(self) -> tuple[str, ...]:
+        """The ``statistic`` values of this check's verdict rows."""
+        return ("rel_diff_vs_widest",) + (("rel_diff_fixed_gamma", "contrast_shown") if self.contrast else ())
 
     def _time(self) -> float:
         """The time of the final observation (t = steps * eta)."""
@@ -53,7 +59,7 @@ class WidthIndependence:
         return ctx.network_job(spec.build(), width, self.seeds)
 
     def _final(self, ctx, spec, width):
-        nets = ctx.result(self._job(ctx, spec, width))
+        nets = attempt(f"training (width {width}, {self.seeds} seeds)", ctx.result, self._job(ctx, spec, width))
         return {o: ensemble(nets, o, nets.problem, None)[0][:, -1].numpy() for o in self.observables}
 
     def _contrast_spec(self, width):
@@ -70,14 +76,25 @@ class WidthIndependence:
     def jobs(self, ctx) -> list:
         return [self._job(ctx, spec, w) for spec, w in self._points()]
 
-    def run(self, ctx) -> CheckResult:
-        rows, meas, contrasts = [], [], []
+    def _ensembles(self, ctx) -> tuple[dict, dict]:
+        """Final values at fixed gamma0 per width, and (contrast) at fixed gamma for the extremes."""
         fixed = {w: self._final(ctx, self.problem, w) for w in self.widths}
-        top = self.widths[-1]
         g_fixed = {}
         if self.contrast:
-            for w in (self.widths[0], top):
+            for w in (self.widths[0], self.widths[-1]):
                 g_fixed[w] = self._final(ctx, self._contrast_spec(w), w)
+        return fixed, g_fixed
+
+    def run(self, ctx) -> CheckResult:
+        rows, meas, contrasts = [], [], []
+        top = self.widths[-1]
+        try:
+            fixed, g_fixed = self._ensembles(ctx)
+        except Unavailable as exc:
+            return CheckResult(frame("verdicts", exc.rows([
+                dict(check=self.name, observable=o, scheme="networks", gamma0=self.problem.gamma0,
+                     depth=self.problem.depth, time=self._time(), width=w, statistic="rel_diff_vs_widest",
+                     tolerance=self.tolerance) for o in self.observables for w in self.widths[:-1]])))
         for o in self.observables:
             base = dict(check=self.name, observable=o, scheme="networks", gamma0=self.problem.gamma0,
                         depth=self.problem.depth, time=self._time())
