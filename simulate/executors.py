@@ -111,9 +111,20 @@ def closing(ex: cf.Executor) -> Iterator[cf.Executor]:
     try:
         yield ex
     except BaseException:
+        _terminate_workers(ex)  # first: shutdown() forgets the pool's processes
         ex.shutdown(wait=False, cancel_futures=True)
         raise
     ex.shutdown(cancel_futures=True)
+
+
+def _terminate_workers(ex: cf.Executor) -> None:
+    """Stop a process pool's running jobs now (Ctrl-C must not wait for a long training)."""
+    terminate = getattr(ex, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):  # the pool's own processes
+        proc.terminate()
 
 
 @contextlib.contextmanager

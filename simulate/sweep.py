@@ -42,7 +42,7 @@ class Task(Protocol):
     kind:      a short name ("train", "solve", ...), stored with the entry.
     cached:    whether results go to the disk cache (False: recomputed every run).
     key():     hex digest of everything that changes the result (the cache file name).
-    cost():    optional, a rough work estimate: the costliest jobs are submitted first.
+    cost():    optional, a rough work estimate: on an executor the costliest jobs start first.
     payload(): ``(function, args)``, picklable; ``function(*args) -> Record`` runs in a worker.
     decode(record): the result object.
     """
@@ -286,7 +286,6 @@ def run_sweep(
         run.bar = tqdm(total=len(todo), desc="jobs", unit="job", leave=False)
     try:
         todo = [i for i in todo if not run.lookup(i)]
-        todo.sort(key=lambda i: -float(getattr(jobs[i], "cost", lambda: 0.0)()))  # longest first
         _submit(run, todo, executor, max_workers)
     finally:
         if run.bar is not None:
@@ -309,6 +308,7 @@ def _submit(run: _Run, todo: list[int], executor, max_workers) -> None:
             warnings.warn(f"{len(local)} job(s) do not pickle (e.g. a lambda activation or trainer); "
                           "running them in this process", stacklevel=3)
         remote = [i for i in todo if i not in set(local)]
+        remote.sort(key=lambda i: -float(getattr(run.jobs[i], "cost", lambda: 0.0)()))  # longest first
         own = executor is None
         ex = process_pool(max_workers) if own else executor
         with closing(ex) if own else contextlib.nullcontext(ex):

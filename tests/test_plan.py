@@ -4,14 +4,8 @@ job runs through simulate.sweep on the chosen executor, and the verdicts do not 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +17,7 @@ from validate.frame import CheckResult, frame, verdict_row
 from validate.sources import Context, Deferred, Pending
 from validate.spec import ProblemSpec
 from validate.suites import Suite, get_suite, run_suite
+from dask_cluster import dask_scheduler  # noqa: F401 - a pytest fixture
 from validate_fakes import fake_solver, fake_trainer
 
 SPEC = ProblemSpec(n_train=5, n_test=2, input_dim=8, depth=2, gamma0=0.5, steps=6)
@@ -169,44 +164,6 @@ def serial_verdicts():
 def test_dask_local_cluster_gives_the_serial_verdicts(serial_verdicts):
     pytest.importorskip("distributed")
     _same(serial_verdicts, _real("dask:2")[0])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def dask_scheduler():
-    """``dask scheduler`` and ``dask worker`` (two single-threaded workers) on 127.0.0.1, started
-    with Dask's own command as a user would; yields the address."""
-    distributed = pytest.importorskip("distributed")
-    dask = Path(sys.executable).with_name("dask")
-    if not dask.exists():
-        pytest.skip("no 'dask' command next to this Python")
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    port = _free_port()
-    addr = f"127.0.0.1:{port}"
-    procs = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        time.sleep(1.0)
-        procs.append(subprocess.Popen([str(dask), "worker", f"tcp://{addr}", "--nworkers", "2", "--nthreads", "1",
-                                       "--no-dashboard"], env=env, cwd=root, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-        with distributed.Client(f"tcp://{addr}", timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield addr
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 @pytest.mark.slow
