@@ -109,6 +109,14 @@ def test_failed_job_raises_its_error_where_the_check_reads_it():
     assert ctx.stats == {"solves": 1, "trained": 0, "cache_hits": 0}
     with pytest.raises(RuntimeError, match="no memory for width 16"):
         ctx.networks(SPEC.build(), 16, 2)
+    # planned and run on an executor, the check still turns the failure into its failed rows
+    ex = CountingExecutor()
+    planned, _ = run_suite(Suite("unit", "", (conv,)), Context(trainer=broken, solver=fake_solver, progress=False),
+                           executor=ex)
+    ex.shutdown()
+    direct = conv.run(Context(trainer=broken, solver=fake_solver, progress=False))
+    pd.testing.assert_frame_equal(planned.verdicts, direct.verdicts)
+    assert (planned.verdicts["verdict"] == "fail").all() and planned.verdicts["reason"].str.contains("no memory").all()
 
 
 def test_executor_names_parse_and_reject():
