@@ -120,7 +120,6 @@ def _cli(tmp_path, *args):
                           env=env, timeout=600)
 
 
-@pytest.mark.slow
 def test_truncated_entry_is_one_warning_line_then_recomputed(tmp_path, monkeypatch, capsys):
     (tmp_path / "tiny.toml").write_text(SUITE)
     run = ["validate", "--suite", "tiny.toml", "--quiet", "--executor", "serial", "--cache", "c", "--out", "runs"]
