@@ -383,12 +383,12 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_temporary_files(tmp_path
 
 
 def test_ctrl_c_while_writing_the_report_removes_its_temporary_folder(tmp_path, fakes, monkeypatch, capsys):
-    from validate import report
+    from validate.report import run as report_run
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "_render_into", interrupted)
+    monkeypatch.setattr(report_run, "render_into", interrupted)
     assert main(["validate", "--suite", _suite(tmp_path), "--name", "r", *_args(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "dmft validate: interrupted"
     assert list((tmp_path / "runs").iterdir()) == []

@@ -271,14 +271,10 @@ def _save(obj, fields, path) -> None:
 
 
 def _write_report(result, root: Path, name: str, meta: dict, overwrite: bool) -> Path:
-    import inspect
-
     from .report import write_report
 
-    # write_report refuses to replace a run folder unless told to (overwrite=); the CLI has
-    # already refused an existing --name without --overwrite before any work
-    kw = {"overwrite": overwrite} if "overwrite" in inspect.signature(write_report).parameters else {}
-    return write_report(result, root, name, meta, **kw)
+    # the CLI has already refused an existing --name without --overwrite before any work
+    return write_report(result, root, name, meta, overwrite=overwrite)
 
 
 def cmd_validate(args) -> int:

@@ -103,7 +103,8 @@ class WidthIndependence:
                 meas.append(dict(base, source="fixed_gamma0", width=w, statistic="final_mean", value=m, stderr=se))
             for w in self.widths[:-1]:
                 d, se = relative_difference(fixed[w][o], fixed[top][o])
-                v, why = decide(abs(d), se, self.tolerance, self.z, what=f"relative difference N={w} vs N={top}")
+                v, why = decide(d, se, self.tolerance, self.z, what=f"relative difference N={w} vs N={top}",
+                                signed=True)
                 rows.append(verdict_row(**base, width=w, statistic="rel_diff_vs_widest", estimate=d,
                                         stderr=se, tolerance=self.tolerance, verdict=v, reason=why))
             if self.contrast:
@@ -112,7 +113,7 @@ class WidthIndependence:
                 for w, vals in g_fixed.items():
                     m, s = mean_se(vals[o])
                     meas.append(dict(base, source="fixed_gamma", width=w, statistic="final_mean", value=m, stderr=s))
-                shown = decide(abs(d), se, self.tolerance, self.z)[0] is Verdict.FAIL
+                shown = decide(d, se, self.tolerance, self.z, signed=True)[0] is Verdict.FAIL
                 why = (f"contrast at fixed gamma = gamma0 sqrt({lo}): relative difference N={lo} vs N={top} "
                        f"{d:.3g} ± {se:.2g} vs tolerance {self.tolerance:g}")
                 rows.append(verdict_row(**dict(base, scheme="contrast_fixed_gamma"), width=lo,
@@ -129,7 +130,8 @@ class WidthIndependence:
                 gamma0=self.problem.gamma0, depth=self.problem.depth, width=self.widths[0],
                 statistic="contrast_shown", estimate=len(shown), tolerance=self.tolerance,
                 verdict=Verdict.PASS if shown else Verdict.INCONCLUSIVE,
-                reason=(f"at fixed gamma the widths differ in {shown}: the test can see width dependence"
-                        if shown else "at fixed gamma no observable differs across widths: the test "
+                reason=(f"at fixed gamma the widths differ in {len(shown)} of {len(contrasts)} observables "
+                        f"{shown}: the test can see width dependence"
+                        if shown else f"at fixed gamma 0 of {len(contrasts)} observables differ across widths: the test "
                         "showed no power here (use a wider width range)")))
         return CheckResult(frame("verdicts", rows), frame("measurements", meas))
