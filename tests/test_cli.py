@@ -50,7 +50,9 @@ def _suite(tmp_path, scheme="dmft", g0=0.5):
 
 
 def _args(tmp_path, *extra):
-    return [*extra, "--quiet", "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
+    # serial: the fakes' trainer is a closure, which a process pool cannot take
+    return [*extra, "--quiet", "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache"),
+            "--executor", "serial"]
 
 
 def test_validate_passes_writes_report_and_reuses_cache(tmp_path, fakes, capsys):
@@ -66,7 +68,7 @@ def test_validate_passes_writes_report_and_reuses_cache(tmp_path, fakes, capsys)
 
 def test_validate_exit_1_when_a_check_fails(tmp_path, fakes):
     # the fake NTK's kernels are off by 0.04 * 1.5^2 = 9 %: refuted
-    assert main(["validate", "--suite", _suite(tmp_path, "ntk", 1.5), "--no-cache", "--quiet",
+    assert main(["validate", "--suite", _suite(tmp_path, "ntk", 1.5), "--no-cache", "--quiet", "--executor", "serial",
                  "--out", str(tmp_path / "runs")]) == 1
 
 
@@ -144,6 +146,9 @@ BAD_FLAGS = [
     (["--device", "cuda:x"], "device"),
     (["--device", "tpu"], "device"),
     (["--device", "cuda:99"], "device"),
+    (["--executor", "threads"], "executor"),
+    (["--executor", "processes:0"], "executor"),
+    (["--executor", "dask://nohost"], "executor"),
 ]
 if not torch.cuda.is_available():
     BAD_FLAGS.append((["--device", "cuda"], "CUDA"))
@@ -339,20 +344,35 @@ seeds = 64
 """
 
 
-def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_temporary_files(tmp_path):
+def _children(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes:2"])
+def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_temporary_files(tmp_path, executor):
     import signal
     import time
 
+    if executor != "serial" and not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs Linux /proc to see the worker processes")
     suite = tmp_path / "slow.toml"
     suite.write_text(CTRL_C_SUITE)
     cache, runs = tmp_path / "cache", tmp_path / "runs"
     p = subprocess.Popen([sys.executable, "-m", "validate", "validate", "--suite", str(suite), "--quiet",
-                          "--out", str(runs), "--cache", str(cache), "--threads", "1"],
+                          "--out", str(runs), "--cache", str(cache), "--threads", "1", "--executor", executor],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
     deadline = time.monotonic() + 120
-    while not (cache.exists() and any(cache.glob("*.pt"))) and p.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # wait until training is under way (the first ensemble is cached)
+
+    def under_way():  # the first ensemble is cached (serial), or both workers are running
+        if executor == "serial":
+            return cache.exists() and any(cache.glob("*.npz"))
+        return len(_children(p.pid)) >= 3  # two workers and multiprocessing's resource tracker
+
+    while not under_way() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if executor != "serial":
+        time.sleep(3.0)  # let the workers import torch and start training
     assert p.poll() is None, p.communicate()
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)

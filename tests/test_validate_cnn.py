@@ -13,6 +13,7 @@ from validate.claims import ClaimError, evaluate, load_claims
 from validate.suites import load_suite_file
 from validate.cnn_spec import CNNSpec
 from validate.frame import Verdict
+from simulate.cache import info as cache_info
 from validate.sources import Context
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -91,7 +92,7 @@ def test_cnn_claim_runs_and_yields_verdict_rows(tmp_path):
     assert (v["statistic"] == "rel_diff_fixed_gamma").sum() == 2
     assert ((v["time"] == 1.0) | v["time"].isna()).all()
     # trained: N=4 and N=8 at gamma0, N=8 at gamma = gamma0 sqrt(4) (N=4 is the same network)
-    assert ctx.stats["trained"] == 3 and len(list((tmp_path / "cache").glob("cnn-*.pt"))) == 3
+    assert ctx.stats["trained"] == 3 and cache_info(tmp_path / "cache")["kinds"]["cnn"]["entries"] == 3
 
     # the measurements are the ensemble statistics of the runs themselves (independent reduction)
     runs = cnn_runs(ctx, claims[0].check.problem, 8, 4)

@@ -7,7 +7,8 @@
 
 Modules: ``checks/`` (the checks), ``claims`` (claim files), ``suites/`` (built-in suites and
 suite files), ``spec`` / ``cnn_spec`` (problem specifications), ``sources`` (theory and networks
-for a run), ``frame`` (result tables), ``metrics``, ``stats``, ``power``, ``synthetic``,
+for a run: the Context), ``jobs`` (the solves and ensembles a run submits, what the cache
+stores), ``plan`` (plan, then run: every check's jobs on one executor), ``frame`` (result tables), ``metrics``, ``stats``, ``power``, ``synthetic``,
 ``report`` / ``plots`` (run folders), ``paper/`` (the paper's experiments), ``cli`` (``dmft``).
 
 The names below are imported on first use (PEP 562), so ``import validate`` and ``dmft --help``
@@ -28,6 +29,7 @@ _WHERE = {
     "spec": ("ProblemSpec",),
     "stats": ("decide", "extrapolated_residual", "loglog_rate", "relative_difference"),
     "suites": ("Suite", "builtin_names", "get_suite", "load_suite_file", "run_suite"),
+    "plan": ("run_checks",),
     "synthetic": ("synthetic_networks", "synthetic_trainer"),
     "model_width": ("width_study",),
 }

@@ -295,13 +295,15 @@ def load_claims(path: Path | str) -> list[Claim]:
     return claims
 
 
-def evaluate(claims: list[Claim], ctx) -> CheckResult:
-    """Run every claim's check; add one gating ``claim`` row per claim (the underlying rows are
-    kept, non-gating). A claim passes when all its deciding rows pass, fails when any fails."""
+def evaluate(claims: list[Claim], ctx, *, executor=None) -> CheckResult:
+    """Run every claim's check (plan, then run on ``executor``: see ``validate.plan``); add one
+    gating ``claim`` row per claim (the underlying rows are kept, non-gating). A claim passes
+    when all its deciding rows pass, fails when any fails."""
+    from .plan import run_checks
+
     parts, rows = [], []
-    bar = ctx.bar(len(claims), "claims")
-    for c in claims:
-        res = c.check.run(ctx)
+    results, _ = run_checks([c.check for c in claims], ctx, executor=executor)
+    for c, res in zip(claims, results):
         v = res.verdicts
         v["gating"] = False
         sel = v[v["statistic"] == c.statistic]
@@ -320,8 +322,6 @@ def evaluate(claims: list[Claim], ctx) -> CheckResult:
                                 tolerance=c.check.tolerance, verdict=verdict,
                                 reason=(f"{c.statement} — " if c.statement else "") + why))
         parts.append(res)
-        bar.update()
-    bar.close()
     out = CheckResult.concat(parts)
     out.verdicts = frame("verdicts", rows + out.verdicts.to_dict("records"))
     return out

@@ -5,6 +5,7 @@
     dmft report RUN_DIR                                     re-render a report from its tables
     dmft solve  [problem options] [--scheme S]              infinite-width solution
     dmft simulate [problem options] --width N               finite-width networks
+    dmft cache info|clean [--cache DIR]                     show or remove the cache
 
 Exit codes: 0 all pass (inconclusive counts as pass unless --strict); 1 a check failed, or a
 solve or simulation failed; 2 usage or input error (file, line and field named, before any
@@ -77,9 +78,16 @@ def _common(p: argparse.ArgumentParser, out_help: str) -> None:
                    help="torch intra-op threads (default: torch's own choice; 1 is fastest on a busy machine)")
 
 
+CACHE_HELP = "cache folder of solves and networks (default: $DMFT_CACHE, else reports/runs/.cache)"
+
+
 def _runs(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--cache", default="reports/runs/.cache", help="network cache folder")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the network cache")
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    p.add_argument("--executor", default="processes",
+                   help="where the jobs run: serial, processes[:N] (N local processes; without N, one per "
+                        "available core), dask[:N] (a local Dask cluster) or dask://HOST:PORT (a running "
+                        "Dask scheduler); the verdicts do not depend on it")
     p.add_argument("--strict", action="store_true", help=f"exit 1 when {what} is inconclusive")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run folder of the same --name (without it: exit 2)")
@@ -140,6 +148,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_int, required=True, help="hidden width N (required)")
     p.add_argument("--seeds", type=_positive_int, default=4, help="networks trained together")
     _common(p, "save the trajectories' arrays to this .pt file (default: not saved)")
+    p = add("cache", help="show or remove the cache of solves and networks",
+            description="Show (info) or remove (clean) the cache of solves and networks.")
+    p.add_argument("action", choices=["info", "clean"], help="info: where, what and how big; clean: remove it")
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
     return top
 
 
@@ -185,12 +197,25 @@ def _run_folder(args, root: Path, label: str) -> str:
     return name
 
 
+def _cache_dir(args) -> Path:
+    """``--cache``, else the default cache folder (``simulate.cache.default_folder``)."""
+    from simulate.cache import default_folder
+
+    return Path(args.cache) if args.cache else default_folder()
+
+
 def _preflight(args) -> None:
-    """Every check that needs no work: device, threads, output and cache paths."""
+    """Every check that needs no work: device, threads, executor, output and cache paths."""
+    if args.command == "cache":
+        return
     if args.command != "report":
         from simulate import check_device
 
         check_device(args.device)
+    if args.command in ("validate", "check"):
+        from simulate import ExecutorSpec
+
+        ExecutorSpec.parse(args.executor)
     if args.threads:
         import torch
 
@@ -198,7 +223,7 @@ def _preflight(args) -> None:
     if args.command in ("solve", "simulate") and args.out:
         _writable_file(Path(args.out), "--out")
     if args.command in ("validate", "check") and not args.no_cache:
-        _writable_dir(Path(args.cache), "--cache")
+        _writable_dir(_cache_dir(args), "--cache")
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -206,7 +231,7 @@ def _preflight(args) -> None:
 def _context(args, cache=True):
     from .sources import Context
 
-    cache_dir = None if (not cache or getattr(args, "no_cache", False)) else Path(args.cache)
+    cache_dir = None if (not cache or getattr(args, "no_cache", False)) else _cache_dir(args)
     return Context(device=args.device, seed=args.seed, cache_dir=cache_dir, progress=not args.quiet)
 
 
@@ -240,9 +265,9 @@ def _exit(verdicts, strict: bool) -> int:
 
 
 def _save(obj, fields, path) -> None:
-    from .sources import atomic_save, to_cpu
+    from simulate.cache import save_torch
 
-    atomic_save({k: to_cpu(getattr(obj, k, None)) for k in fields}, Path(path))
+    save_torch({k: getattr(obj, k, None) for k in fields}, Path(path))
 
 
 def _write_report(result, root: Path, name: str, meta: dict, overwrite: bool) -> Path:
@@ -261,7 +286,7 @@ def cmd_validate(args) -> int:
     name = _run_folder(args, root, suite.name)
     ctx = _context(args)
     t0 = time.perf_counter()
-    result, timings = run_suite(suite, ctx)
+    result, timings = run_suite(suite, ctx, executor=args.executor)
     meta = dict(suite=suite.name, description=suite.description, seed=args.seed, device=args.device,
                 elapsed_s=round(time.perf_counter() - t0, 1), check_seconds=timings,
                 work=ctx.stats, environment=environment(args.device))
@@ -281,7 +306,7 @@ def cmd_check(args) -> int:
     name = _run_folder(args, Path(args.out), Path(args.claims).stem) if args.out else None
     ctx = _context(args)
     t0 = time.perf_counter()
-    result = evaluate(claims, ctx)
+    result = evaluate(claims, ctx, executor=args.executor)
     _print_verdicts(result.verdicts)
     if name is not None:
         meta = dict(suite=f"claims:{args.claims}", seed=args.seed, device=args.device,
@@ -316,19 +341,18 @@ def cmd_solve(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .sources import FIELDS
+    from . import sources
     from .stats import mean_se
 
     problem = _spec(args).build()
-    ctx = _context(args, cache=False)
-    run = ctx.networks(problem, args.width, args.seeds)
+    run = sources.default_trainer()(problem, args.width, seeds=args.seeds, seed=args.seed, device=args.device)
     n_div = int(run.diverged.sum())
     ok = ~run.diverged
     m, se = mean_se(run.loss[ok, -1].numpy()) if n_div < args.seeds else (float("nan"), float("nan"))
     print(f"width {args.width}, {args.seeds} seeds, {problem!r}: final train loss {m:.6g} ± {se:.2g}"
           f"{' (non-diverged seeds)' if n_div else ''}, diverged {n_div}")
     if args.out:
-        _save(run, FIELDS, args.out)
+        _save(run, sources.FIELDS, args.out)
         print(f"saved: {args.out}")
     if n_div == args.seeds:
         print(f"dmft simulate: every seed diverged (first at step {int(run.diverged_step.min())}); "
@@ -337,8 +361,31 @@ def cmd_simulate(args) -> int:
     return EXIT_PASS
 
 
+def cmd_cache(args) -> int:
+    from simulate.cache import clean, info
+
+    folder = _cache_dir(args)
+    if args.action == "clean":
+        n, freed = clean(folder)
+        print(f"cache {folder}: removed {n} files ({freed / 1e6:.1f} MB)")
+        return EXIT_PASS
+    i = info(folder)
+    if not i["exists"]:
+        print(f"cache {i['folder']}: does not exist")
+        return EXIT_PASS
+    print(f"cache {i['folder']}: {i['entries']} entries, {i['bytes'] / 1e6:.1f} MB")
+    for kind, k in sorted(i["kinds"].items()):
+        print(f"  {kind:10s} {k['entries']:5d} entries {k['bytes'] / 1e6:9.1f} MB")
+    if i["other_files"]:
+        print(f"  other files: {i['other_files']} ({i['other_bytes'] / 1e6:.1f} MB; older-format .pt files are "
+              "removed by dmft cache clean)")
+    if i["temp_files"]:
+        print(f"  temporary files: {i['temp_files']} (of a running or killed run)")
+    return EXIT_PASS
+
+
 COMMANDS = {"validate": cmd_validate, "check": cmd_check, "report": cmd_report,
-            "solve": cmd_solve, "simulate": cmd_simulate}
+            "solve": cmd_solve, "simulate": cmd_simulate, "cache": cmd_cache}
 
 
 def _run(argv: list[str] | None) -> int:
@@ -357,17 +404,24 @@ def _run(argv: list[str] | None) -> int:
         return EXIT_FAIL
 
 
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f"dmft: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dmft`` console script; returns the exit code."""
     # torch's forward-mode AD (the perturbative scheme) scripts its decompositions with
     # torch.jit.script on first use, which warns on every run; nothing here uses TorchScript
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    old_format, warnings.formatwarning = warnings.formatwarning, _one_line  # e.g. a discarded cache entry
     try:
         return _run(argv)
     except KeyboardInterrupt:
         cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS), "")
         print(f"dmft{' ' + cmd if cmd else ''}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        warnings.formatwarning = old_format
 
 
 if __name__ == "__main__":  # pragma: no cover

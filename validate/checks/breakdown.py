@@ -73,6 +73,18 @@ class Breakdown:
         object.__setattr__(self, "expect", expect)
         expand_observables(self.observables, self.problem.depth)
 
+    def jobs(self, ctx) -> list:
+        """Every solve (reference and schemes) and, against networks, every ensemble of the grid."""
+        out = []
+        for depth in self.depths or (self.problem.depth,):
+            for g0 in self.gamma0s:
+                problem = self.problem.replace(depth=depth, gamma0=g0).build()
+                schemes = self.schemes if self.against == "networks" else (self.reference, *self.schemes)
+                out += [ctx.theory_job(problem, s, **self.solver_options) for s in schemes]
+                if self.against == "networks":
+                    out += [ctx.network_job(problem, w, self.seeds) for w in self.widths]
+        return out
+
     def statistics(self) -> tuple[str, ...]:
         """The ``statistic`` values of this check's verdict rows."""
         per = "extrapolated_residual" if self.against == "networks" else "rel_error_vs_" + self.reference

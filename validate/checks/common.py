@@ -70,22 +70,14 @@ def theory(ctx: Any, problem: Any, scheme: str, **options: Any) -> Any:
     return usable_theory(sol, scheme)
 
 
-def networks(ctx: Any, problem: Any, width: int, seeds: int) -> Any:
-    """``ctx.networks(problem, width, seeds)``, or :class:`Unavailable` when training raised."""
-    return attempt(f"training (width {width}, {seeds} seeds)", ctx.networks, problem, width, seeds)
+def networks(ctx: Any, problem: Any, width: int, seeds: int, **kw: Any) -> Any:
+    """``ctx.networks(problem, width, seeds, **kw)``, or :class:`Unavailable` when training raised."""
+    return attempt(f"training (width {width}, {seeds} seeds)", ctx.networks, problem, width, seeds, **kw)
 
 
-def ensembles(ctx: Any, problem: Any, widths: tuple[int, ...], seeds: int, label: str) -> dict[int, Any]:
-    """``{width: networks(ctx, problem, width, seeds)}`` with a progress bar."""
-    bar = ctx.bar(len(widths), f"{label}: networks")
-    try:
-        out = {}
-        for w in widths:
-            out[w] = networks(ctx, problem, w, seeds)
-            bar.update()
-        return out
-    finally:
-        bar.close()
+def ensembles(ctx: Any, problem: Any, widths: tuple[int, ...], seeds: int, label: str, **kw: Any) -> dict[int, Any]:
+    """``{width: networks(ctx, problem, width, seeds, **kw)}`` (``label`` names the check)."""
+    return {w: networks(ctx, problem, w, seeds, **kw) for w in widths}
 
 
 def expand_observables(names: tuple[str, ...], depth: int) -> list[tuple[str, int | None]]:

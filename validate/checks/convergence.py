@@ -55,6 +55,15 @@ class Convergence:
         object.__setattr__(self, "widths", tuple(sorted(self.widths)))
         expand_observables(self.observables, self.problem.depth)
 
+    def _two_time(self) -> bool:
+        return any(o.partition(":")[0].endswith("_2t") for o in self.observables)
+
+    def jobs(self, ctx) -> list:
+        """The theory solve and the ensemble at every width (``validate.plan``)."""
+        problem = self.problem.build()
+        return [ctx.theory_job(problem, self.scheme, **self.solver_options),
+                *(ctx.network_job(problem, w, self.seeds, two_time=self._two_time()) for w in self.widths)]
+
     def statistics(self) -> tuple[str, ...]:
         """The ``statistic`` values of this check's verdict rows."""
         return ("rate", "extrapolated_residual")
@@ -64,7 +73,7 @@ class Convergence:
         obs = expand_observables(self.observables, problem.depth)
         try:
             sol = theory(ctx, problem, self.scheme, **self.solver_options)
-            nets = ensembles(ctx, problem, self.widths, self.seeds, self.name)
+            nets = ensembles(ctx, problem, self.widths, self.seeds, self.name, two_time=self._two_time())
         except Unavailable as exc:
             return CheckResult(frame("verdicts", exc.rows(
                 [dict(base_row(self.name, self.problem, name, layer, self.scheme),

@@ -17,7 +17,7 @@ import numpy as np
 from ..frame import CheckResult, Verdict, frame, verdict_row
 from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide, mean_se, relative_difference
-from .common import Unavailable, ensemble, networks
+from .common import Unavailable, attempt, ensemble
 from .fields import typed_fields
 
 SCALARS = ("loss", "test_loss", "test_error", "alignment_yy")
@@ -54,20 +54,35 @@ class WidthIndependence:
         """The time of the final observation (t = steps * eta)."""
         return self.problem.steps * self.problem.eta
 
+    def _job(self, ctx, spec, width):
+        """The ensemble job of ``spec`` at ``width``."""
+        return ctx.network_job(spec.build(), width, self.seeds)
+
     def _final(self, ctx, spec, width):
-        problem = spec.build()
-        nets = networks(ctx, problem, width, self.seeds)
-        return {o: ensemble(nets, o, problem, None)[0][:, -1].numpy() for o in self.observables}
+        nets = attempt(f"training (width {width}, {self.seeds} seeds)", ctx.result, self._job(ctx, spec, width))
+        return {o: ensemble(nets, o, nets.problem, None)[0][:, -1].numpy() for o in self.observables}
+
+    def _contrast_spec(self, width):
+        """The problem at fixed gamma = gamma0 sqrt(N_min) for width ``width``."""
+        return self.problem.replace(gamma0=self.problem.gamma0 * (self.widths[0] / width) ** 0.5)
+
+    def _points(self) -> list:
+        """(spec, width) of every ensemble: each width at gamma0, then the contrast's two."""
+        pts = [(self.problem, w) for w in self.widths]
+        if self.contrast:
+            pts += [(self._contrast_spec(w), w) for w in (self.widths[0], self.widths[-1])]
+        return pts
+
+    def jobs(self, ctx) -> list:
+        return [self._job(ctx, spec, w) for spec, w in self._points()]
 
     def _ensembles(self, ctx) -> tuple[dict, dict]:
         """Final values at fixed gamma0 per width, and (contrast) at fixed gamma for the extremes."""
         fixed = {w: self._final(ctx, self.problem, w) for w in self.widths}
         g_fixed = {}
         if self.contrast:
-            n0 = self.widths[0]
-            for w in (n0, self.widths[-1]):
-                g_fixed[w] = self._final(ctx, self.problem.replace(
-                    gamma0=self.problem.gamma0 * (n0 / w) ** 0.5), w)
+            for w in (self.widths[0], self.widths[-1]):
+                g_fixed[w] = self._final(ctx, self._contrast_spec(w), w)
         return fixed, g_fixed
 
     def run(self, ctx) -> CheckResult:

@@ -15,8 +15,7 @@ Modules:
     runs        per-run seeds, data stream, the step loop, the per-seed loop path
     batched     all seeds at once: stack_module_state + functional_call + vmap, the user's optimizer mirrored
     statistics  width exponents with seed-based intervals, loss relative differences, verdict rows
-    plot        the coordinate-check figure
-    result      WidthStudy: tables, verdict, plot, report
+    result      WidthStudy: tables, verdict, plot and report (the figure: validate.report.coordinate)
     study       the front door width_study()
     claim       model = "python" claims: PythonModelSpec (module:callable references) and its check
 

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..frame import CheckResult, Verdict, frame, overall
-from ..report import environment, write_report
+from ..report import coordinate_figure, environment, save, write_report
 from .config import StudyConfig
-from .plot import coordinate_check, default_steps, ordered_statistics
 from .runs import WidthRun
 from .statistics import observable_label
 
@@ -78,22 +77,15 @@ class WidthStudy:
 
     def plot(self, path: str | Path | None = None, *, steps: list[int] | None = None,
              statistics: list[str] | None = None):
-        """The coordinate-check figure (``validate.model_width.plot``); saved to ``path`` if given."""
-        import matplotlib.pyplot as plt
+        """The coordinate-check figure (``validate.report.coordinate``), drawn from the same
+        tables as the report's; saved to ``path`` if given (and then closed).
 
-        cfg = self.config
-        failing = set()
-        for o in self.failing()["observable"]:
-            stat, _, mod = o.partition("[")
-            failing.add((mod[:-1], stat) if mod else ("(network)", stat))
-        stats = statistics or ordered_statistics(self.summary["statistic"].unique(), cfg.observables)
-        title = (f"{self.name}: {cfg.seeds} seeds per width, bands: mean x exp(+-2 se/mean); "
-                 f"verdict {self.verdict.value.upper()}")
-        fig = coordinate_check(self.summary, failing, title=title, statistics=stats,
-                               steps=steps or default_steps(cfg.steps))
+        steps: the columns (default up to 4 spread over 1..steps); statistics: the rows
+        (default every recorded one, the deciding ones first)."""
+        fig = coordinate_figure(self.check_result().tables(), self.name, steps=steps, statistics=statistics)
         if path is not None:
-            fig.savefig(path, dpi=100, bbox_inches="tight")
-            plt.close(fig)
+            path = Path(path)
+            save(fig, path.parent, path.name)
         return fig
 
     def check_result(self) -> CheckResult:
@@ -117,8 +109,10 @@ class WidthStudy:
                            curves=frame("curves", curves.to_dict("records")))
 
     def report(self, out: str | Path, name: str | None = None) -> Path:
-        """Write the standard run folder ``out/name`` (``validate.report.write_report``); the
-        coordinate-check figure goes beside it as ``coordinate_check.png``. Returns the folder."""
+        """Write the standard run folder ``out/name`` atomically (``validate.report.write_report``,
+        default name ``<UTC time>-<study name>``): the tables, summary.md, index.html and the
+        figures, the coordinate check among them (``dmft report`` redraws them from the tables).
+        Returns the folder."""
         cfg = self.config
         name = name or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{self.name}"
         meta = dict(suite=f"width_study:{self.name}", seed=cfg.seed, device=str(cfg.device),
@@ -126,6 +120,4 @@ class WidthStudy:
                     observables=list(cfg.observables), tolerance=cfg.tolerance, expect=dict(cfg.expect),
                     elapsed_s=round(sum(v["seconds"] for v in self.info.values()), 2), width_runs=self.info,
                     environment=environment(str(cfg.device)))
-        folder = write_report(self.check_result(), out, name, meta)
-        self.plot(folder / "coordinate_check.png")
-        return folder
+        return write_report(self.check_result(), out, name, meta)

@@ -11,10 +11,12 @@ these pieces. Modules:
     document   Document: headings, paragraphs, tables, figures -> Markdown and HTML
     tables     save_tables / load_tables: the CSV and Parquet tables of a report folder
     figures    the run report's figures (every one drawn, each tagged with its check)
+    coordinate the coordinate-check figure of a width study (validate.width_study), from its tables
     style      matplotlib helpers: outside legends, width axes, heatmaps, decluttered ticks
     folders    atomic folder writes with umask permissions, no silent replace, stale-temp cleanup
 """
 
+from .coordinate import coordinate_figure
 from .document import Document, Figure, fmt, html_table, md_table
 from .figures import Plot, draw_all, kernel_row, scheme_colours
 from .folders import STALE_AFTER_S, FolderExistsError, atomic_dir, check_target, clean_stale, temp_name
@@ -23,7 +25,8 @@ from .style import figure, file_key, heatmap, legend_outside, panels, save, supt
 from .tables import load_tables, save_tables
 
 __all__ = [
-    "STALE_AFTER_S", "Document", "Figure", "FolderExistsError", "Plot", "atomic_dir", "check_target", "clean_stale", "draw_all",
+    "STALE_AFTER_S", "Document", "Figure", "FolderExistsError", "Plot", "atomic_dir", "check_target", "clean_stale",
+    "coordinate_figure", "draw_all",
     "environment", "figure", "figure_index", "file_key", "fmt", "heatmap", "html_table", "kernel_row",
     "legend_outside", "load_tables", "md_table", "panels", "read_tables", "render", "save", "save_tables",
     "scheme_colours", "suptitle", "temp_name", "width_axis", "write_report",

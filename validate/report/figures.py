@@ -3,6 +3,8 @@
 Every figure is drawn; none is left out. Each function takes the tables and an output folder and
 returns one :class:`Plot` per PNG it wrote, naming the check it belongs to:
 
+    coordinate_check  per width study (``validate.width_study``): each statistic against width
+                  per module and step, seed bands, failing modules marked (report.coordinate)
     curves        per (check, gamma0): time series, theory against each width's ensemble mean
     errors        per (check, gamma0): per-seed relative error against width (log-log), one panel
                   per observable, the fitted rate and the N^-1/2 reference
@@ -23,6 +25,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ..stats import Z_DEFAULT
+from .coordinate import coordinate_figure, width_study_checks
 from .style import figure, file_key, heatmap, legend_outside, panels, save, suptitle, width_axis
 
 
@@ -96,11 +99,13 @@ def curves(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
             if obs in ("loss", "test_loss") and (sub["value"] > 0).all():
                 ax.set_yscale("log")
             ax.set(xlabel="t", ylabel=_label(obs, layer), title=_label(obs, layer))
-        suptitle(fig, f"{check}, gamma0 = {g0:g}")
+        at = "" if pd.isna(g0) else f", gamma0 = {g0:g}"  # a width study of your own model has no gamma0
+        suptitle(fig, check + at)
         legend_outside(fig)
         name = save(fig, out, f"curve_{file_key(check, g0)}.png")
-        plots.append(Plot(check, name, f"{check}: theory (line) and the networks' ensemble mean ± s.e. "
-                                       f"per width (dots) over training time, gamma0 = {g0:g}"))
+        theory = "theory (line) and " if (grp["source"] == "theory").any() else ""
+        plots.append(Plot(check, name, f"{check}: {theory}the networks' ensemble mean ± s.e. "
+                                       f"per width (dots) over training time{at}"))
     return plots
 
 
@@ -307,7 +312,18 @@ def widths(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
     return plots
 
 
-ALL = (curves, errors, kernels, breakdown, widths)
+def coordinate_check(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
+    """The coordinate-check figure of every width study (``validate.report.coordinate``)."""
+    plots = []
+    for check in width_study_checks(tables["verdicts"]):
+        name = save(coordinate_figure(tables, check), out, f"coordinate_check_{file_key(check)}.png")
+        plots.append(Plot(check, name, f"{check}: coordinate check, each statistic's seed mean against width "
+                                       "(log-log) per module and step, with z = 2 seed bands; a flat line is "
+                                       "width-independent, thick lines marked FAIL are the failing modules"))
+    return plots
+
+
+ALL = (coordinate_check, curves, errors, kernels, breakdown, widths)
 KINDS = tuple(f.__name__ for f in ALL)
 
 

@@ -28,8 +28,11 @@ from .figures import draw_all
 from .folders import atomic_dir
 from .tables import load_tables, save_tables
 
-SHOWN = ["check", "observable", "layer", "scheme", "width", "gamma0", "depth", "statistic",
+SHOWN = ["check", "observable", "layer", "scheme", "width", "gamma0", "depth", "time", "statistic",
          "estimate", "stderr", "tolerance", "verdict", "reason"]
+#: Columns of SHOWN left out of the verdict table when no row has a value (``time``: the step of
+#: a width study's rows, the time a width-independence check compares at).
+OPTIONAL = ("time",)
 HOW_TO_READ = """\
 How to read this: each row is one hypothesis test. `pass` means the discrepancy is confidently
 within the tolerance (its upper confidence bound is below it); `fail` means it is significantly
@@ -85,7 +88,8 @@ def report_document(tables: dict[str, pd.DataFrame], meta: dict, plots: list) ->
     doc = Document(f"Validation report: {meta.get('name', '')}")
     doc.para(f"**Overall verdict: {overall(v).value.upper()}** "
              f"({', '.join(f'{k}: {n}' for k, n in sorted(counts.items()))}; gating rows only)")
-    doc.table(v.sort_values("gating", ascending=False, kind="stable")[SHOWN + ["gating"]])
+    shown = [c for c in SHOWN if c not in OPTIONAL or v[c].notna().any()]
+    doc.table(v.sort_values("gating", ascending=False, kind="stable")[shown + ["gating"]])
     doc.para(HOW_TO_READ)
     doc.heading("Figures")
     by_check = figure_index(v, plots)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,16 +85,17 @@ def load_suite_file(path: Path | str) -> Suite:
         raise ClaimError(f"{path}: {exc}") from None
 
 
-def run_suite(suite: Suite, ctx) -> tuple[Any, dict[str, float]]:
-    """Run every check of ``suite``; returns the concatenated ``CheckResult`` and seconds per check."""
-    from ..frame import CheckResult
+def run_suite(suite: Suite, ctx=None, *, executor=None) -> tuple[Any, dict[str, float]]:
+    """Run every check of ``suite`` (plan, then run: ``validate.plan``); returns the concatenated
+    ``CheckResult`` and seconds per check.
 
-    results, timings = [], {}
-    bar = ctx.bar(len(suite.checks), f"suite {suite.name}")
-    for check in suite.checks:
-        t0 = time.perf_counter()
-        results.append(check.run(ctx))
-        timings[check.name] = time.perf_counter() - t0
-        bar.update()
-    bar.close()
-    return CheckResult.concat(results), timings
+    ctx: a ``validate.Context`` (default: a fresh one, no disk cache). executor: None or
+    "serial" (here), "processes[:N]", "dask[:N]", "dask://HOST:PORT", or any
+    ``concurrent.futures.Executor``. The verdicts do not depend on it.
+    """
+    from ..frame import CheckResult
+    from ..plan import run_checks
+    from ..sources import Context
+
+    results, seconds = run_checks(suite.checks, ctx if ctx is not None else Context(), executor=executor)
+    return CheckResult.concat(results), seconds
