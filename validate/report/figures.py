@@ -25,6 +25,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ..stats import Z_DEFAULT
+from .bands import band_figures
 from .coordinate import coordinate_figure, width_study_checks
 from .style import figure, file_key, heatmap, legend_outside, panels, save, suptitle, width_axis
 
@@ -323,7 +324,12 @@ def coordinate_check(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
     return plots
 
 
-ALL = (coordinate_check, curves, errors, kernels, breakdown, widths)
+def bands(tables: dict[str, pd.DataFrame], out: Path) -> list[Plot]:
+    """Theory ± 2 predicted standard deviations per width (``validate.report.bands``)."""
+    return [Plot(*p) for p in band_figures(tables, out)]
+
+
+ALL = (coordinate_check, curves, errors, kernels, breakdown, widths, bands)
 KINDS = tuple(f.__name__ for f in ALL)
 
 

@@ -8,7 +8,7 @@ SUMMARY = "< 10 min on 2 cores: deep linear and tanh MLPs, lazy and rich, all sc
 
 import math
 
-from ..checks import Breakdown, Convergence, WidthIndependence
+from ..checks import Breakdown, Convergence, Fluctuation, WidthIndependence
 from ..spec import ProblemSpec
 from . import Suite
 from .quick import BASE, EXPECT_DEPTH3
@@ -55,7 +55,22 @@ def _tanh_checks() -> tuple:
     )
 
 
+#: A small problem for the finite-width checks: a variance needs a few hundred seeds.
+SMALL = ProblemSpec(n_train=4, n_test=2, input_dim=8, depth=2, eta=0.2, steps=10)
+
+
+def _fluctuation_checks() -> tuple:
+    # seed spread and single-width means against theory.fluctuations (docs/finite_width.md):
+    # exact for the rich linear network, the static-kernel (lazy) method for tanh at gamma0 = 0.05
+    return (
+        Fluctuation(name="fluctuation/linear-rich", problem=SMALL.replace(activation="linear", gamma0=1.0),
+                    widths=(128, 512), seeds=256, observables=("loss", "f_test", "ntk", "phi", "g")),
+        Fluctuation(name="fluctuation/tanh-lazy", problem=SMALL.replace(activation="tanh", gamma0=0.05),
+                    widths=(128, 512), seeds=256, observables=("loss", "ntk", "phi", "g"), method="lazy"),
+    )
+
+
 def build() -> Suite:
     return Suite(name="default",
                  description="deep linear and deep tanh MLPs, lazy vs rich gamma0, all schemes",
-                 checks=_linear_checks() + _tanh_checks())
+                 checks=_linear_checks() + _tanh_checks() + _fluctuation_checks())
