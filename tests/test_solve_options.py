@@ -11,7 +11,7 @@ import torch
 from theory import Problem, solve
 from theory.data import gaussian_data
 
-MC_FAST = dict(samples=200, response_samples=4, max_iterations=2, average_iterations=0)
+MC_FAST = dict(samples=200, response_samples=4, max_iterations=2, average_iterations=0, march="never")
 
 
 def _problem(activation="linear", gamma0=1.0):

@@ -67,6 +67,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "perturbative_step": (("mc",), "finite-difference step in gamma0 (scheme 'perturbative')"),
     "response_every": (("mc",), "re-estimate the responses every this many iterations"),
     "response_average": (("mc",), "running mean over agreeing response refreshes"),
+    "march": (("mc",), "'auto' (march in time when whole trajectories fail), 'never', 'always'"),
+    "march_replicas": (("mc",), "independent time-marching replicas (their spread is the error)"),
+    "march_blocks": (("mc",), "blocks of the first time-marching try"),
 }
 
 
