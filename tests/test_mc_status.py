@@ -142,3 +142,15 @@ def test_time_marching_reports_the_divergence_step_of_the_exact_solver():
     k = sol.info["diverged_step"]
     assert torch.allclose(sol.loss[:k], exact.loss[:k], rtol=1e-5)
     assert torch.isnan(sol.loss[k:]).all() and torch.isnan(sol.phi[0][k:]).all()
+
+
+def test_auto_march_is_not_tried_on_large_horizons():
+    """march='auto' does not start an hours-long march on a large (T+1) P_all: the refusal says so."""
+    from theory.montecarlo import AUTO_MARCH_MAX_N
+
+    x, y, _, _ = gaussian_data(4, 3, 0, seed=1)
+    steps = AUTO_MARCH_MAX_N // 4
+    p = Problem(x, y, depth=1, activation="tanh", gamma0=1.0, eta=0.05, steps=steps)
+    sol = solve(p, samples=8, control_variate="lazy", warmup=(), max_iterations=4)
+    assert not sol.ok and "time-marching not tried" in sol.info["reason"]
+    assert "march" not in sol.info

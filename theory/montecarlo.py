@@ -38,6 +38,10 @@ WARMUP = (0.25, 0.5)
 #: Full-sample iterations refresh the response Jacobians every this many iterations (and always
 #: on the first one, after a likely-converged iteration, and before convergence is declared).
 RESPONSE_EVERY = 2
+#: ``march="auto"`` marches only up to this many (time, point) pairs ``(T+1) P_all``: a march
+#: costs several whole-trajectory solves, hours for the paper's T = 100 on a CPU
+#: (``march="always"`` forces it at any size).
+AUTO_MARCH_MAX_N = 512
 
 
 def solve_mc(
@@ -95,8 +99,9 @@ def solve_mc(
         staying at the ``response_samples`` level; False replaces them at every refresh.
     march: "auto" (default) iterates whole trajectories and, if that ends without converging,
         marches in time (``theory.mc_march``: block by block, ``march_replicas`` independent
-        replicas, the first try in ``march_blocks`` blocks); "never" / "always" force one way.
-        A march costs several whole-trajectory solves (``info["march"]`` says what it did).
+        replicas, the first try in ``march_blocks`` blocks) when ``(T+1) P_all`` is at most
+        ``AUTO_MARCH_MAX_N``; "never" / "always" force one way. A march costs several
+        whole-trajectory solves (``info["march"]`` says what it did).
     Returns a :class:`theory.Solution` (statuses and reasons: ``theory.mc_loop``); ``info``
     holds ``standard_error`` (relative Frobenius errors of "loss", "f_train", "f_test", "ntk"
     and per layer "phi", "g": ``theory.mc_errors``), ``response_refreshes``, the ``history``,
@@ -125,6 +130,11 @@ def solve_mc(
                                   replicas=march_replicas, blocks=march_blocks)
         core = run_iterations(problem, gamma0=gamma0, scheme=scheme, options=opts)
         if march == "never" or core.status.ok:
+            return core
+        n = (problem.steps + 1) * problem.n_points
+        if n > AUTO_MARCH_MAX_N:
+            core.info["reason"] = (f"{core.info['reason']}; time-marching not tried at "
+                                   f"(T+1) P_all = {n} > {AUTO_MARCH_MAX_N} (march='always' forces it)")
             return core
         marched = solve_marching(problem, gamma0=gamma0, scheme=scheme, options=opts,
                                  replicas=march_replicas, blocks=march_blocks)
