@@ -67,6 +67,7 @@ def test_every_scheme_is_honest(problem, scheme):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_ok_solutions_agree_with_width_2048_networks():
     """Default samples against width-2048 networks (8 seeds) on random rich problems near the
     stability limit: an ok answer must be within 3 combined standard errors (relative Frobenius
@@ -75,7 +76,7 @@ def test_ok_solutions_agree_with_width_2048_networks():
     from simulate import train
 
     rows, gen = [], torch.Generator().manual_seed(11)
-    for i in range(12):
+    for i in range(9):
         p, depth = 3 + i % 2, 1 + i % 3
         x = torch.randn(p, 4, generator=gen, dtype=torch.float64)
         y = torch.randn(p, generator=gen, dtype=torch.float64)
@@ -86,6 +87,7 @@ def test_ok_solutions_agree_with_width_2048_networks():
         sol = solve(pr)
         if not sol.ok:
             rows.append((i, sol.status.value, None))
+            print(f"problem {i}: {pr!r} refused: {sol.status.value}", flush=True)
             continue
         nets = train(pr, width=2048, seeds=8)
         ok = ~nets.diverged
@@ -94,6 +96,8 @@ def test_ok_solutions_agree_with_width_2048_networks():
         err = float((sol.loss - mean).norm() / mean.norm())
         se = math.hypot(sol.info["standard_error"]["loss"], sem / float(mean.norm()))
         rows.append((i, sol.status.value, err / (3 * se + 0.02)))
+        print(f"problem {i}: {pr!r} {sol.status.value}, error {err:.3g} vs allowed {3 * se + 0.02:.3g}",
+              flush=True)
     refused = sum(r[2] is None for r in rows)
     wrong = sum(r[2] is not None and r[2] > 1 for r in rows)
     print(f"\n{len(rows)} problems: {len(rows) - refused} ok, {refused} refused, {wrong} ok but wrong")
