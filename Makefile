@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SUITE  ?= default
 PYTEST_ARGS ?=
 
-.PHONY: install validate quick test test-slow bench paper clean
+.PHONY: install validate quick test test-slow bench paper clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,12 @@ clean:
 # The paper's experiments as a committed report (validate.paper); SIZE=full with DEVICE=cuda for the paper's sizes.
 paper: $(STAMP)
 	$(BIN)/python -m validate.paper --out reports/paper $(if $(DEVICE),--device $(DEVICE)) $(if $(SIZE),--size $(SIZE))
+
+# The prepared GPU check (benchmarks/gpu_check.py): the gpu tests, the Monte Carlo solver at 10,000
+# samples and training at width 16384 x 8 seeds on the Fig. 1 problem, numbers in one JSON file
+# ($OUT/gpu-check.json when OUT is set, else reports/gpu-check.json). Fails without CUDA unless
+# DEVICE=cpu; SIZE=small for a seconds-long run. No install step: it uses .venv when there, else
+# $(PYTHON), which must hold torch, pytest and hypothesis (a GPU machine's image does).
+GPU_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m benchmarks.gpu_check $(if $(DEVICE),--device $(DEVICE)) $(if $(SIZE),--size $(SIZE))

@@ -1,46 +1,83 @@
-"""Grids of ``simulate.train`` jobs (widths x seeds x gamma0 x any Problem field) on any Executor.
+"""Independent jobs on any Executor, with the on-disk cache: grids of ``simulate.train`` jobs and
+any other job that follows :class:`Task` (``validate`` submits its solves and ensembles here).
 
-DESIGN.md "Scale" and "Results are data". Each :class:`Job` is independent; :func:`run_sweep`
-submits the jobs that are not yet cached to a ``concurrent.futures.Executor`` (a local process
-pool with one BLAS thread per worker by default; a Dask ``distributed.Client(...).get_executor()``
-works the same way) and writes every finished job to ``<cache_dir>/<key>.pt``, where ``key``
-hashes the full specification (problem fingerprint, width, seeds, seed, device, dtype, recorded
-observables, kernel times and :data:`FORMAT_VERSION`). Files are written to a temporary name and
-moved into place with ``os.replace``, so an interrupted sweep never leaves a corrupt entry and a
-re-run repeats only the unfinished jobs. Cache files hold plain tensors and numbers (loaded with
-``torch.load(weights_only=True)``); the Problem is re-attached from the job on loading.
+DESIGN.md "Scale" and "Results are data". :func:`run_sweep` looks every job up in the cache
+(``simulate.cache``), submits the others to a ``concurrent.futures.Executor`` (a local process
+pool with one BLAS thread per worker by default; ``"serial"`` runs them here; a Dask
+``distributed.Client(...).get_executor()`` works the same way), stores each result as it arrives
+and returns them in order, so an interrupted sweep resumes where it stopped. Every result, cached
+or not, goes through its job's record (``payload`` computes it in the worker, ``decode`` reads it
+back), so what a job returns does not depend on where it ran.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import hashlib
 import itertools
-import multiprocessing
-import os
-import tempfile
+import pickle
+import time
 import warnings
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import torch
 
-from theory.activations import BUILTIN
 from theory.problem import Problem
 
-from .train import _check_record, train
+from .cache import Cache, Record, spec_key
+from .executors import closing, one_thread, process_pool
+from .identity import problem_identity, source_version
+from .train import check_record, train
 from .trajectories import OBSERVABLES, Trajectories
 
-#: Bump when the layout of a cached result changes: old entries are then ignored.
-FORMAT_VERSION = 1
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: The modules a training result depends on (their source enters the key).
+TRAIN_SOURCES = ("simulate", "theory.problem", "theory.activations")
 
 
+class Task(Protocol):
+    """A job :func:`run_sweep` can run: plain data in, a :class:`~simulate.cache.Record` out.
+
+    kind:      a short name ("train", "solve", ...), stored with the entry.
+    cached:    whether results go to the disk cache (False: recomputed every run).
+    key():     hex digest of everything that changes the result (the cache file name).
+    cost():    optional, a rough work estimate: on an executor the costliest jobs start first.
+    payload(): ``(function, args)``, picklable; ``function(*args) -> Record`` runs in a worker.
+    decode(record): the result object.
+    """
+
+    kind: str
+    cached: bool
+
+    def key(self) -> str: ...
+
+    def payload(self) -> tuple[Callable[..., Record], tuple]: ...
+
+    def decode(self, record: Record) -> Any: ...
+
+
+# ----------------------------------------------------------------------------- problems as data
+def problem_payload(problem: Problem) -> dict:
+    """A Problem as plain data (a custom activation travels as itself: it must pickle)."""
+    from theory.activations import BUILTIN
+
+    act = problem.activation
+    return {"x_train": problem.x_train, "y_train": problem.y_train, "x_test": problem.x_test,
+            "y_test": problem.y_test, "depth": problem.depth,
+            "activation": act.name if BUILTIN.get(act.name) is act else act,
+            "gamma0": problem.gamma0, "eta": problem.eta, "steps": problem.steps}
+
+
+def problem_from_payload(p: dict) -> Problem:
+    p = dict(p)
+    return Problem(p.pop("x_train"), p.pop("y_train"), p.pop("x_test"), p.pop("y_test"), **p)
+
+
+# ----------------------------------------------------------------------------- training jobs
 @dataclass(frozen=True)
 class Job:
-    """One call ``train(problem, width, seeds, seed=seed, ...)``."""
+    """One call ``train(problem, width, seeds, seed=seed, ...)``, stored losslessly."""
 
     problem: Problem
     _: KW_ONLY
@@ -51,21 +88,57 @@ class Job:
     dtype: torch.dtype = torch.float64
     record: tuple[str, ...] = OBSERVABLES
     times: tuple[int, ...] | None = None
+    kind = "train"
+    cached = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "record", _check_record(self.record))
+        object.__setattr__(self, "record", check_record(self.record))
         if self.times is not None:
             object.__setattr__(self, "times", tuple(int(t) for t in self.times))
 
     def key(self) -> str:
         """Hex digest of the full specification (the cache file name)."""
-        spec = (FORMAT_VERSION, self.problem.fingerprint(), self.width, self.seeds, self.seed,
-                str(torch.device(self.device)), str(self.dtype), self.record, self.times)
-        return hashlib.sha256(repr(spec).encode()).hexdigest()[:40]
+        return spec_key({"kind": self.kind, "problem": problem_identity(self.problem), "width": self.width,
+                         "seeds": self.seeds, "seed": self.seed, "device": str(torch.device(self.device)),
+                         "dtype": str(self.dtype), "record": self.record, "times": self.times,
+                         "code": source_version(*TRAIN_SOURCES), "torch": torch.__version__})
+
+    def payload(self):
+        return train_record, (problem_payload(self.problem), self.width, self.seeds, self.seed, self.device,
+                              str(self.dtype).removeprefix("torch."), self.record, self.times)
+
+    def decode(self, rec: Record) -> Trajectories:
+        t, m = rec.tensors, rec.meta
+        L = self.problem.depth
+        layers = lambda n: tuple(t[f"{n}.{l}"] for l in range(L)) if f"{n}.0" in t else None  # noqa: E731
+        return Trajectories(
+            self.problem, t["t"], t["loss"], t["f_train"], t.get("f_test"), t.get("ntk"), layers("phi"),
+            layers("g"), t["kernel_times"], t["diverged"], t["diverged_step"], width=m["width"],
+            seeds=m["seeds"], seed=m["seed"], device=m["device"], dtype=self.dtype,
+            info={"wall_s": m["wall_s"], "record": self.record})
+
+    def cost(self) -> float:
+        """Rough multiply-adds (products over T steps and the two-time Grams), longest first."""
+        p, N, n = self.problem, self.width, len(self.times or range(self.problem.steps + 1)) * self.problem.n_points
+        return float(self.seeds * p.steps * N * (p.input_dim + (p.depth - 1) * N + p.n_points) * p.n_points * 6
+                     + 4 * p.depth * self.seeds * n * n * N * bool(set(self.record) & {"phi", "g"}))
 
     def run(self, progress: bool = False) -> Trajectories:
         return train(self.problem, self.width, self.seeds, seed=self.seed, device=self.device,
                      dtype=self.dtype, record=self.record, times=self.times, progress=progress)
+
+
+def train_record(problem: dict, width, seeds, seed, device, dtype, record, times) -> Record:
+    """Worker side of :class:`Job`: train and return every field as tensors."""
+    run = train(problem_from_payload(problem), width, seeds, seed=seed, device=device,
+                dtype=getattr(torch, dtype), record=record, times=times)
+    tensors = {n: getattr(run, n) for n in ("t", "loss", "f_train", "f_test", "ntk", "kernel_times",
+                                            "diverged", "diverged_step") if getattr(run, n) is not None}
+    for n in ("phi", "g"):
+        for l, k in enumerate(getattr(run, n) or ()):
+            tensors[f"{n}.{l}"] = k
+    return Record(tensors, {"width": run.width, "seeds": run.seeds, "seed": run.seed, "device": run.device,
+                            "wall_s": float(run.info.get("wall_s", float("nan")))})
 
 
 def grid(
@@ -105,176 +178,151 @@ def grid(
     return jobs
 
 
-# ----------------------------------------------------------------------------- (de)serialisation
-def _problem_payload(problem: Problem) -> dict:
-    act = problem.activation
-    if BUILTIN.get(act.name) is not act:
-        act_spec = act  # a custom activation travels as itself (must be picklable for processes)
-    else:
-        act_spec = act.name
-    return {"x_train": problem.x_train, "y_train": problem.y_train, "x_test": problem.x_test,
-            "y_test": problem.y_test, "depth": problem.depth, "activation": act_spec,
-            "gamma0": problem.gamma0, "eta": problem.eta, "steps": problem.steps}
+# ----------------------------------------------------------------------------- runner
+def execute(fn: Callable[..., Record], args: tuple) -> tuple[Record, float]:
+    """Run one job's payload on one thread (wherever it is called); returns (record, seconds)."""
+    t0 = time.perf_counter()
+    with one_thread():
+        rec = fn(*args)
+    return rec, time.perf_counter() - t0
 
 
-def _job_payload(job: Job) -> dict:
-    return {"problem": _problem_payload(job.problem), "width": job.width, "seeds": job.seeds,
-            "seed": job.seed, "device": job.device, "dtype": str(job.dtype).removeprefix("torch."),
-            "record": job.record, "times": job.times}
+def cache_path(cache_dir, job: Task) -> Path:
+    return Path(cache_dir) / f"{job.key()}.npz"
 
 
-def _to_record(run: Trajectories) -> dict:
-    return {"format": FORMAT_VERSION, "t": run.t, "loss": run.loss, "f_train": run.f_train,
-            "f_test": run.f_test, "ntk": run.ntk, "phi": None if run.phi is None else list(run.phi),
-            "g": None if run.g is None else list(run.g), "kernel_times": run.kernel_times,
-            "diverged": run.diverged, "diverged_step": run.diverged_step, "width": run.width,
-            "seeds": run.seeds, "seed": run.seed, "device": run.device,
-            "wall_s": float(run.info.get("wall_s", float("nan")))}
-
-
-def _from_record(rec: dict, job: Job) -> Trajectories:
-    tup = lambda v: None if v is None else tuple(v)  # noqa: E731
-    return Trajectories(
-        job.problem, rec["t"], rec["loss"], rec["f_train"], rec["f_test"], rec["ntk"], tup(rec["phi"]),
-        tup(rec["g"]), rec["kernel_times"], rec["diverged"], rec["diverged_step"], width=rec["width"],
-        seeds=rec["seeds"], seed=rec["seed"], device=rec["device"], dtype=job.dtype,
-        info={"wall_s": rec["wall_s"], "record": job.record},
-    )
-
-
-def run_payload(payload: dict) -> dict:
-    """Worker entry point: rebuild the job from plain data, train, return plain data."""
-    p = dict(payload["problem"])
-    job = Job(Problem(p.pop("x_train"), p.pop("y_train"), p.pop("x_test"), p.pop("y_test"), **p),
-              width=payload["width"], seeds=payload["seeds"], seed=payload["seed"],
-              device=payload["device"], dtype=getattr(torch, payload["dtype"]),
-              record=payload["record"], times=payload["times"])
-    return _to_record(job.run())
-
-
-def _worker_init() -> None:
-    for name in _THREAD_ENV:
-        os.environ[name] = "1"
-    torch.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def _single_thread_env():
-    """Children spawned inside see one BLAS/OpenMP thread from their first import on."""
-    old = {n: os.environ.get(n) for n in _THREAD_ENV}
-    os.environ.update({n: "1" for n in _THREAD_ENV})
+def _picklable(obj) -> bool:
     try:
-        yield
-    finally:
-        for n, v in old.items():
-            if v is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = v
+        pickle.dumps(obj)
+    except Exception:
+        return False
+    return True
 
 
-# ----------------------------------------------------------------------------- cache + runner
-def cache_path(cache_dir, job: Job) -> Path:
-    return Path(cache_dir) / f"{job.key()}.pt"
+@dataclass
+class _Run:
+    """State of one :func:`run_sweep` call."""
 
+    jobs: list
+    cache: Cache | None
+    collect: bool
+    on_result: Callable | None
+    bar: Any = None
 
-def _save_atomic(path: Path, rec: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(rec, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    def __post_init__(self) -> None:
+        self.results: list = [None] * len(self.jobs)
+        self.errors: list = []
 
+    def lookup(self, i: int) -> bool:
+        job = self.jobs[i]
+        rec = self.cache.get(job.key(), job.kind) if self.cache is not None and job.cached else None
+        if rec is None:
+            return False
+        try:
+            self.finish(i, rec, 0.0, store=False)
+        except Exception as exc:  # a record this job cannot decode is as good as missing
+            warnings.warn(f"cache: ignoring unreadable entry {cache_path(self.cache.folder, job)}: "
+                          f"{exc}; recomputing it", stacklevel=3)
+            return False
+        return True
 
-def _load(path: Path, job: Job) -> Trajectories | None:
-    if not path.exists():
-        return None
-    try:
-        rec = torch.load(path, weights_only=True)
-        if rec.get("format") != FORMAT_VERSION:
-            return None
-        return _from_record(rec, job)
-    except Exception as exc:  # unreadable entry: recompute it
-        warnings.warn(f"sweep cache: ignoring unreadable {path.name} ({exc}); recomputing", stacklevel=3)
-        return None
+    def finish(self, i: int, rec: Record, wall: float, store: bool = True) -> None:
+        job = self.jobs[i]
+        result = job.decode(rec)
+        if store and self.cache is not None and job.cached:
+            self.cache.put(job.key(), job.kind, rec)
+        self.results[i] = result if self.collect else cache_path(self.cache.folder, job)
+        if self.on_result is not None:
+            self.on_result(job, result, not store, wall)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def fail(self, i: int, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.results[i] = exc
+        if self.bar is not None:
+            self.bar.update(1)
 
 
 def run_sweep(
-    jobs: Sequence[Job],
+    jobs: Sequence[Task],
     *,
     cache_dir=None,
-    executor: cf.Executor | None = None,
+    executor: cf.Executor | str | None = None,
     max_workers: int | None = None,
     progress: bool = True,
     collect: bool = True,
+    errors: str = "raise",
+    on_result: Callable | None = None,
 ) -> list:
     """Run every job not already in ``cache_dir``; return results in the order of ``jobs``.
 
-    executor: any ``concurrent.futures.Executor`` (not shut down here). Default: a local
-        ``ProcessPoolExecutor`` (spawned workers, one BLAS thread each, ``max_workers`` defaults
-        to the CPU count), or in-process execution when there is a single job to run.
-    collect: return :class:`Trajectories` (True) or, with a cache, only the cache paths (False:
-        bounded memory for big sweeps).
-    A failing job raises its exception after every other job has finished (and been cached). Progress is a tqdm bar over jobs.
+    executor: any ``concurrent.futures.Executor`` (not shut down here), or ``"serial"`` (here, one
+        job after another). Default: a local process pool (spawned workers, one BLAS thread each,
+        ``max_workers`` defaults to the available cores), or in-process for a single job. Jobs
+        whose payload does not pickle run here, with a warning.
+    collect: return results (True) or, with a cache, only the cache paths (False: bounded memory).
+    errors: "raise" (default): a failing job raises its exception after every other job has
+        finished (and been cached); "return": its exception is returned in its place.
+    on_result: ``on_result(job, result, cached, seconds)`` is called as each result arrives.
+    Progress is a tqdm bar over jobs on stderr. Jobs with equal keys run once.
     """
     jobs = list(jobs)
+    if errors not in ("raise", "return"):
+        raise ValueError(f"errors: unknown value {errors!r}; valid values are ['raise', 'return']")
     if not collect and cache_dir is None:
         raise ValueError("collect: False needs a cache_dir to write the results to")
-    if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    results: list = [None] * len(jobs)
+    run = _Run(jobs, Cache(cache_dir) if cache_dir is not None else None, collect, on_result)
+    first: dict[str, int] = {}
     todo = []
     for i, job in enumerate(jobs):
-        hit = _load(cache_path(cache_dir, job), job) if cache_dir is not None else None
-        if hit is None:
+        k = job.key()
+        if k not in first:
+            first[k] = i
             todo.append(i)
-        else:
-            results[i] = hit if collect else cache_path(cache_dir, job)
-    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="sweep", unit="job")
-
-    def finish(i: int, rec: dict) -> None:
-        if cache_dir is not None:
-            _save_atomic(cache_path(cache_dir, jobs[i]), rec)
-        results[i] = _from_record(rec, jobs[i]) if collect else cache_path(cache_dir, jobs[i])
-        if bar is not None:
-            bar.update(1)
-
+        run.bar = tqdm(total=len(todo), desc="jobs", unit="job", leave=False)
     try:
-        if executor is None and len(todo) <= 1:
-            for i in todo:
-                finish(i, run_payload(_job_payload(jobs[i])))
-        else:
-            own = executor is None
-            with _single_thread_env():
-                ex = executor or cf.ProcessPoolExecutor(
-                    max_workers=max_workers or os.cpu_count() or 1,
-                    mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
-                try:
-                    futures = {ex.submit(run_payload, _job_payload(jobs[i])): i for i in todo}
-                    errors = []
-                    for fut in cf.as_completed(futures):  # keep every job that finishes
-                        try:
-                            rec = fut.result()
-                        except Exception as exc:
-                            errors.append(exc)
-                            continue
-                        finish(futures[fut], rec)
-                    if errors:
-                        raise errors[0]
-                finally:
-                    if own:
-                        ex.shutdown(cancel_futures=True)
+        todo = [i for i in todo if not run.lookup(i)]
+        _submit(run, todo, executor, max_workers)
     finally:
-        if bar is not None:
-            bar.close()
-    return results
+        if run.bar is not None:
+            run.bar.close()
+    for i, job in enumerate(jobs):  # duplicates share their first job's result
+        run.results[i] = run.results[first[job.key()]]
+    if run.errors and errors == "raise":
+        raise run.errors[0]
+    return run.results
+
+
+def _submit(run: _Run, todo: list[int], executor, max_workers) -> None:
+    serial = executor == "serial" or (executor is None and len(todo) <= 1)
+    if serial or not todo:
+        local = todo
+    else:
+        threads = isinstance(executor, cf.ThreadPoolExecutor)
+        local = [i for i in todo if not threads and not _picklable(run.jobs[i].payload())]
+        if local:
+            warnings.warn(f"{len(local)} job(s) do not pickle (e.g. a lambda activation or trainer); "
+                          "running them in this process", stacklevel=3)
+        remote = [i for i in todo if i not in set(local)]
+        remote.sort(key=lambda i: -float(getattr(run.jobs[i], "cost", lambda: 0.0)()))  # longest first
+        own = executor is None
+        ex = process_pool(max_workers) if own else executor
+        with closing(ex) if own else contextlib.nullcontext(ex):
+            futures = {ex.submit(execute, *run.jobs[i].payload()): i for i in remote}
+            for fut in cf.as_completed(futures):  # keep every job that finishes
+                _finish(run, futures[fut], fut.result)
+    for i in local:
+        _finish(run, i, lambda: execute(*run.jobs[i].payload()))
+
+
+def _finish(run: _Run, i: int, outcome: Callable[[], tuple[Record, float]]) -> None:
+    """Store job ``i``'s outcome; its exception (in the job, decoding or storing) is its result."""
+    try:
+        rec, wall = outcome()
+        run.finish(i, rec, wall)
+    except Exception as exc:
+        run.fail(i, exc)

@@ -8,6 +8,7 @@ that loop), records observables, detects divergence and packs a :class:`Trajecto
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Iterable
 
@@ -22,7 +23,8 @@ from .trajectories import OBSERVABLES, Trajectories
 CPU_MEMORY_BUDGET = 2 * 1024**3
 
 
-def _check_device(device) -> torch.device:
+def check_device(device) -> torch.device:
+    """``torch.device(device)`` for a CPU or an available CUDA device; else ``ValueError`` naming ``device``."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -31,10 +33,14 @@ def _check_device(device) -> torch.device:
         raise ValueError("device: CUDA was requested but torch.cuda.is_available() is False; use 'cpu'")
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device: {dev.type!r} is not supported; valid values are 'cpu' and 'cuda'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device: {device!r} does not exist; this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s), 'cuda:0' ..")
     return dev
 
 
-def _check_record(record) -> tuple[str, ...]:
+def check_record(record) -> tuple[str, ...]:
+    """The observables of ``record=`` in canonical order; ``ValueError`` naming ``record`` otherwise."""
     if record is None:
         return ()
     if isinstance(record, str):
@@ -60,8 +66,8 @@ def _check_times(times, steps: int) -> torch.Tensor:
     return torch.unique(t.to(torch.int64))
 
 
-def _seed_chunk(problem: Problem, width: int, n_times: int, record, dtype, dev, budget, seeds: int) -> int:
-    """How many seeds fit together in ``budget`` bytes of working memory (at least 1)."""
+def _bytes_per_seed(problem: Problem, width: int, n_times: int, record, dtype, dev) -> int:
+    """Working memory of one network in bytes: weights, recorded features and activations."""
     el = torch.empty((), dtype=dtype).element_size()
     L, D, Pa = problem.depth, problem.input_dim, problem.n_points
     n_hist = L * (("phi" in record) + ("g" in record))
@@ -70,12 +76,60 @@ def _seed_chunk(problem: Problem, width: int, n_times: int, record, dtype, dev, 
     )
     if dev.type == "cuda":
         per_seed += el * n_hist * (n_times * Pa) ** 2 // max(1, L)  # device-side Gram buffer
-        if budget is None:
-            free, _ = torch.cuda.mem_get_info(dev)
-            budget = int(0.6 * free)
+    return per_seed
+
+
+def _device_bytes(dev: torch.device) -> int | None:
+    """Total memory of the device (physical memory for the CPU), or None where unknown."""
+    try:
+        if dev.type == "cuda":
+            return int(torch.cuda.get_device_properties(dev).total_memory)
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError, RuntimeError):
+        return None
+
+
+def _check_width_fits(per_seed: int, width: int, dev: torch.device, dtype) -> None:
+    """``ValueError`` naming ``width`` when one network cannot fit in the device's memory."""
+    total = _device_bytes(dev)
+    if total is not None and per_seed > total:
+        raise ValueError(
+            f"width: {width} needs about {per_seed / 2**30:.3g} GiB for one network ({dtype}) but the "
+            f"{dev.type} device has {total / 2**30:.3g} GiB in all; use a smaller width"
+        )
+
+
+def _seed_chunk(per_seed: int, dev, budget, seeds: int) -> int:
+    """How many seeds fit together in ``budget`` bytes of working memory (at least 1)."""
+    if budget is None and dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        budget = int(0.6 * free)
     elif budget is None:
         budget = CPU_MEMORY_BUDGET
     return max(1, min(seeds, int(budget // per_seed)))
+
+
+def _check_inputs(problem, width, seeds, seed, device, dtype, record, times):
+    """Every input check of :func:`train`, before anything is allocated: ``ValueError`` naming the
+    field. Returns the device, the record tuple, the kernel times and the bytes per network."""
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem: expected a theory.Problem, got {type(problem).__name__}")
+    for name, v, lo in (("width", width, 1), ("seeds", seeds, 1), ("seed", seed, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
+    if problem.gamma0 <= 0.0:
+        raise ValueError(
+            "gamma0: must be > 0 for a finite network (the readout is w . phi / (gamma0 N)); "
+            "use a small gamma0 such as 1e-3, or theory.solve(problem, scheme='ntk') for gamma0 = 0"
+        )
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype: must be a torch floating dtype (torch.float64, torch.float32), got {dtype!r}")
+    dev = check_device(device)
+    record = check_record(record)
+    ktimes = _check_times(times, problem.steps)
+    per_seed = _bytes_per_seed(problem, width, len(ktimes), record, dtype, dev)
+    _check_width_fits(per_seed, width, dev, dtype)
+    return dev, record, ktimes, per_seed
 
 
 def train(
@@ -105,22 +159,8 @@ def train(
     gamma0; use a small gamma0 (e.g. 1e-3; outputs are centred, so this is well conditioned in
     float64) or ``theory.solve(problem, scheme="ntk")`` for the lazy limit.
     """
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem: expected a theory.Problem, got {type(problem).__name__}")
-    for name, v, lo in (("width", width, 1), ("seeds", seeds, 1), ("seed", seed, 0)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
-    if problem.gamma0 <= 0.0:
-        raise ValueError(
-            "gamma0: must be > 0 for a finite network (the readout is w . phi / (gamma0 N)); "
-            "use a small gamma0 such as 1e-3, or theory.solve(problem, scheme='ntk') for gamma0 = 0"
-        )
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype: must be a torch floating dtype (torch.float64, torch.float32), got {dtype!r}")
-    dev = _check_device(device)
-    record = _check_record(record)
-    ktimes = _check_times(times, problem.steps)
-    chunk = _seed_chunk(problem, width, len(ktimes), record, dtype, dev, memory_budget, seeds)
+    dev, record, ktimes, per_seed = _check_inputs(problem, width, seeds, seed, device, dtype, record, times)
+    chunk = _seed_chunk(per_seed, dev, memory_budget, seeds)
 
     T, P, Pa, L, S = problem.steps, problem.n_train, problem.n_points, problem.depth, seeds
     Tk = len(ktimes)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from report_checks import captured_figures, figure_problems, reason_disagreements
 from validate.paper import experiments
 from validate.paper.densities import network_fields, theory_fields
 from validate.paper.sizes import SIZES, resolve
@@ -24,8 +25,10 @@ def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
     result, timings = run_suite(build("smoke"), Context(progress=False))
     save_tables(result, out, dict(size="smoke", device="cpu", elapsed_s=sum(timings.values())))
-    render_paper_report(out)
-    return result, out
+    with pytest.MonkeyPatch.context() as mp, captured_figures(mp) as figs:
+        render_paper_report(out)
+        problems = [([a.get_title() for a in f.axes][:1], figure_problems(f)) for f in figs]
+    return result, out, problems
 
 
 def test_paper_is_a_builtin_suite():
@@ -45,7 +48,7 @@ def test_sizes_resolve_and_reject(monkeypatch):
 
 
 def test_every_experiment_has_verdicts_and_data(smoke_run):
-    result, _ = smoke_run
+    result, _, _ = smoke_run
     v = result.verdicts
     for p in PREFIXES:
         sub = v[v["check"].str.startswith(p)]
@@ -64,7 +67,7 @@ def test_every_experiment_has_verdicts_and_data(smoke_run):
 
 
 def test_report_has_figures_and_comparison_table(smoke_run):
-    _, out = smoke_run
+    _, out, _ = smoke_run
     md = (out / "README.md").read_text()
     assert "Our numbers beside the published ones" in md
     assert "0.76" in md and "0.99" in md  # the published Fig. 3 numbers are quoted
@@ -75,8 +78,32 @@ def test_report_has_figures_and_comparison_table(smoke_run):
         assert f"figures/{f}" in md
 
 
+def test_paper_figures_are_readable(smoke_run):
+    """Paper-style and standard figures: no overlapping ticks, legends outside the data,
+    heatmaps with axis labels and colour bars."""
+    _, out, problems = smoke_run
+    assert len(problems) >= 10
+    assert not [p for p in problems if p[1]]
+
+
+def test_paper_reasons_show_the_estimate_with_its_sign(smoke_run):
+    result, _, _ = smoke_run
+    assert not reason_disagreements(result.verdicts)
+
+
+def test_paper_report_is_one_document_in_markdown_and_html(smoke_run):
+    """README.md and index.html come from one document; the repository's own docs are cited."""
+    _, out, _ = smoke_run
+    md, page = (out / "README.md").read_text(), (out / "index.html").read_text()
+    assert "THEORY.md" not in md and "docs/theory.md section 7" in md
+    for title in ("Our numbers beside the published ones", "Run"):
+        assert f"## {title}" in md and f"<h2>{title}</h2>" in page
+    imgs = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
+    assert imgs and all(f'src="{p}"' in page and (out / p).exists() for p in imgs)
+
+
 def test_theory_fields_start_as_the_input_gaussian():
-    """h^1(0) = u^1 ~ N(0, Kx) exactly (THEORY.md section 2): sample covariance matches Kx."""
+    """h^1(0) = u^1 ~ N(0, Kx) exactly (docs/theory.md section 2): sample covariance matches Kx."""
     from theory import Problem, solve
     from theory.data import gaussian_data
 
@@ -109,7 +136,7 @@ def test_only_rerun_replaces_just_its_rows(smoke_run, tmp_path):
     from validate.frame import CheckResult, frame
     from validate.paper.report import load_tables, merge_tables
 
-    _, out = smoke_run
+    _, out, _ = smoke_run
     dst = tmp_path / "paper"
     shutil.copytree(out, dst)
     (dst / "run.json").write_text(json.dumps({"size": "smoke", "check_seconds": {"fig1/tanh-L3": 5.0,

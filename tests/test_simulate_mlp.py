@@ -237,3 +237,12 @@ def test_cuda_smoke():
     assert torch.isfinite(gpu.loss).all() and not gpu.any_diverged
     # different random streams on the two devices: agree only statistically (same lazy limit)
     assert (gpu.loss[:, 1] - cpu.loss[:, 1]).abs().max() < 0.2
+
+
+@pytest.mark.parametrize("width", [10**6, 2**40])
+def test_impossible_width_is_a_value_error_before_allocating(width):
+    # one depth-2 network of width 10^6 holds a 10^6 x 10^6 float64 matrix (8 TB); 2^40 overflows
+    # int64 element counts: a ValueError naming the field, not an allocator error
+    with pytest.raises(ValueError, match=r"^width: .*GiB") as exc:
+        train(_problem(), width, 1)
+    assert "smaller width" in str(exc.value)

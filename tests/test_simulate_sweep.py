@@ -12,7 +12,8 @@ import torch
 from theory.data import gaussian_data
 from theory.problem import Problem
 from simulate import train
-from simulate.sweep import FORMAT_VERSION, Job, cache_path, grid, run_sweep
+from simulate.cache import read_record
+from simulate.sweep import Job, cache_path, grid, run_sweep
 
 
 def _problem(**kw):
@@ -62,20 +63,23 @@ def test_grid_builds_every_combination_with_distinct_keys():
 
 def test_resume_recomputes_nothing_cached_and_survives_failures(tmp_path):
     jobs = grid(_problem(), [8, 16], seeds=2, gamma0=[0.5, 1.0], record=("ntk",))
-    # an interrupted first attempt: job number 1 fails, the others finish and are cached
+    # an interrupted first attempt: the second submission fails (jobs are submitted costliest
+    # first), the others finish and are cached
     ex = CountingExecutor(fail={1})
     with pytest.raises(RuntimeError, match="interrupted"):
         run_sweep(jobs, cache_dir=tmp_path, executor=ex, progress=False)
     ex.shutdown()
     cached = [cache_path(tmp_path, j).exists() for j in jobs]
-    assert sum(cached) == len(jobs) - 1 and not cached[1]
+    assert sum(cached) == len(jobs) - 1
+    failed = cached.index(False)
+    corrupt = (failed + 1) % len(jobs)
     # leftovers of a crash mid-write: a temporary file and a truncated entry
     (tmp_path / ".junk.tmp").write_bytes(b"partial")
-    cache_path(tmp_path, jobs[2]).write_bytes(b"\x80\x02truncated")
+    cache_path(tmp_path, jobs[corrupt]).write_bytes(b"\x80\x02truncated")
     ex = CountingExecutor()
     with pytest.warns(UserWarning, match="unreadable"):
         results = run_sweep(jobs, cache_dir=tmp_path, executor=ex, progress=False)
-    assert ex.submitted == 2  # job 1 (never finished) and job 2 (corrupt): nothing else
+    assert ex.submitted == 2  # the job that never finished and the corrupt one: nothing else
     ex.shutdown()
     for job, run in zip(jobs, results):
         ref = train(job.problem, job.width, job.seeds, seed=job.seed, record=("ntk",))
@@ -87,7 +91,8 @@ def test_resume_recomputes_nothing_cached_and_survives_failures(tmp_path):
     paths = run_sweep(jobs, cache_dir=tmp_path, executor=ex, progress=False, collect=False)
     assert ex.submitted == 0 and all(p.exists() for p in paths)
     ex.shutdown()
-    assert torch.load(paths[0], weights_only=True)["format"] == FORMAT_VERSION
+    # entries are versioned tensors-only archives (read_record checks format, version and key)
+    assert read_record(paths[0], key=jobs[0].key(), kind="train").meta["width"] == jobs[0].width
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp") and f != ".junk.tmp"]
 
 

@@ -9,9 +9,11 @@ import torch
 
 from validate.checks import CNNWidthIndependence
 from validate.checks.cnn_width import cnn_runs, cnn_scalar
-from validate.claims import ClaimError, evaluate, load_claims, load_suite_file
+from validate.claims import ClaimError, evaluate, load_claims
+from validate.suites import load_suite_file
 from validate.cnn_spec import CNNSpec
 from validate.frame import Verdict
+from simulate.cache import info as cache_info
 from validate.sources import Context
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -64,8 +66,8 @@ def test_cnn_claim_parses(tmp_path):
     (lambda t: t.replace("epochs = 1", "epochs = 1.5"), 16, "problem.epochs"),
     (lambda t: t.replace("batch_size = 16", "batch = 16"), 15, "problem.batch"),
     (lambda t: t.replace('"test_error_mean"', '"ntk"'), 4, "observables"),
-    (lambda t: t.replace("widths = [4, 8]", "widths = [4, 0]"), 18, "widths"),
-    (lambda t: t.replace("seeds = 4", "seeds = 1"), 19, "seeds"),
+    (lambda t: t.replace("widths = [4, 8]", "widths = [4, 0]"), 18, "grid.widths"),
+    (lambda t: t.replace("seeds = 4", "seeds = 1"), 19, "grid.seeds"),
     (lambda t: t.replace('kind = "width_independence"', 'kind = "convergence"'), 7, "problem.model"),
     (lambda t: t.replace('kind = "width_independence"', 'kind = "cnn_width_independence"').replace(
         'model = "cnn"', 'model = "mlp"'), 7, "problem.model"),
@@ -90,7 +92,7 @@ def test_cnn_claim_runs_and_yields_verdict_rows(tmp_path):
     assert (v["statistic"] == "rel_diff_fixed_gamma").sum() == 2
     assert ((v["time"] == 1.0) | v["time"].isna()).all()
     # trained: N=4 and N=8 at gamma0, N=8 at gamma = gamma0 sqrt(4) (N=4 is the same network)
-    assert ctx.stats["trained"] == 3 and len(list((tmp_path / "cache").glob("cnn-*.pt"))) == 3
+    assert ctx.stats["trained"] == 3 and cache_info(tmp_path / "cache")["kinds"]["cnn"]["entries"] == 3
 
     # the measurements are the ensemble statistics of the runs themselves (independent reduction)
     runs = cnn_runs(ctx, claims[0].check.problem, 8, 4)

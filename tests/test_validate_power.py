@@ -27,8 +27,7 @@ def ctx():
 
 
 def _run(ctx, solver, spec=LAZY, **kw):
-    ctx.solver = solver
-    ctx._solutions.clear()
+    ctx.solver = solver  # the solver's identity is part of each solve's key: nothing stale is reused
     return Convergence(problem=spec, **kw).run(ctx)
 
 

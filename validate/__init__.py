@@ -4,24 +4,47 @@
     ctx = Context(device="cpu", seed=0, cache_dir="reports/cache")
     result, seconds = run_suite(get_suite("quick"), ctx)
     result.verdicts          # tidy pandas DataFrame, one row per hypothesis test
+
+Modules: ``checks/`` (the checks), ``claims`` (claim files), ``suites/`` (built-in suites and
+suite files), ``spec`` / ``cnn_spec`` (problem specifications), ``sources`` (theory and networks
+for a run: the Context), ``jobs`` (the solves and ensembles a run submits, what the cache
+stores), ``plan`` (plan, then run: every check's jobs on one executor), ``frame`` (result tables), ``metrics``, ``stats``, ``power``, ``synthetic``,
+``report`` / ``plots`` (run folders), ``paper/`` (the paper's experiments), ``cli`` (``dmft``).
+
+The names below are imported on first use (PEP 562), so ``import validate`` and ``dmft --help``
+do not load torch, pandas or matplotlib.
 """
 
-from .checks import CHECKS, Breakdown, Convergence, WidthIndependence
-from .claims import Claim, ClaimError, evaluate, load_claims, load_suite_file
-from .frame import CheckResult, Verdict, overall
-from .metrics import OBSERVABLES, alignment, observable, rel_error
-from .report import read_tables, render, write_report
-from .sources import Context
-from .spec import ProblemSpec
-from .stats import decide, extrapolated_residual, loglog_rate, relative_difference
-from .suites import Suite, builtin_names, get_suite, run_suite
-from .synthetic import synthetic_networks, synthetic_trainer
+from __future__ import annotations
 
-__all__ = [
-    "CHECKS", "Breakdown", "CheckResult", "Claim", "ClaimError", "Context", "Convergence",
-    "OBSERVABLES", "ProblemSpec", "Suite", "Verdict", "WidthIndependence", "alignment",
-    "builtin_names", "decide", "evaluate", "extrapolated_residual", "get_suite", "load_claims",
-    "load_suite_file", "loglog_rate", "observable", "overall", "read_tables", "rel_error",
-    "relative_difference", "render", "run_suite", "synthetic_networks", "synthetic_trainer",
-    "write_report",
-]
+import importlib
+
+_WHERE = {
+    "checks": ("CHECKS", "Breakdown", "Convergence", "WidthIndependence"),
+    "claims": ("Claim", "ClaimError", "evaluate", "load_claims"),
+    "frame": ("CheckResult", "Verdict", "overall"),
+    "metrics": ("OBSERVABLES", "alignment", "observable", "rel_error"),
+    "report": ("read_tables", "render", "write_report"),
+    "sources": ("Context",),
+    "spec": ("ProblemSpec",),
+    "stats": ("decide", "extrapolated_residual", "loglog_rate", "relative_difference"),
+    "suites": ("Suite", "builtin_names", "get_suite", "load_suite_file", "run_suite"),
+    "plan": ("run_checks",),
+    "synthetic": ("synthetic_networks", "synthetic_trainer"),
+    "model_width": ("width_study",),
+}
+_MODULE = {name: mod for mod, names in _WHERE.items() for name in names}
+
+__all__ = sorted(_MODULE)
+
+
+def __getattr__(name: str):
+    if name in _MODULE:
+        value = getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'validate' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

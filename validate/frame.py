@@ -1,4 +1,4 @@
-"""Tidy result tables (DESIGN.md "Results are data").
+"""Tidy result tables (docs/design.md section 4).
 
 Every check returns a :class:`CheckResult`: one ``verdicts`` frame (one row per tested
 hypothesis, columns :data:`VERDICT_COLUMNS`) plus long-format data tables used by the reports

@@ -76,15 +76,26 @@ def observable(obj: Any, name: str, problem: Any = None, layer: int | None = Non
         if problem is None:
             raise ValueError("observable: 'alignment_yy' needs the problem (targets)")
         p = problem.n_train
-        k = _equal_time(_f64(obj.phi[-1]))[..., :p, :p]
+        k = _equal_time_kernel(obj, "phi", -1)[..., :p, :p]
         y = _f64(problem.y_train)
         return alignment(k, torch.outer(y, y), dims=2)
     base = name.split("_")[0]
-    kern = _f64(getattr(obj, base)[layer])
     if name.endswith("_2t"):
-        return kern
-    eq = _equal_time(kern)
+        kern = getattr(obj, base)
+        if kern is None:
+            raise ValueError(f"observable: {name!r} needs the two-time kernels, which were not recorded")
+        return _f64(kern[layer])
+    eq = _equal_time_kernel(obj, base, layer)
     return eq[..., -1, :, :] if name.endswith("_final") else eq
+
+
+def _equal_time_kernel(obj: Any, base: str, layer: int) -> torch.Tensor:
+    """``Phi^{l+1}(t, t)`` / ``G^{l+1}(t, t)``: ``obj.phi_diag(layer)`` where ``obj`` has it (Solution,
+    Trajectories, validate.jobs.Ensemble), else the diagonal of the two-time kernel."""
+    diag = getattr(obj, f"{base}_diag", None)
+    if callable(diag):
+        return _f64(diag(layer if layer >= 0 else obj.problem.depth + layer))
+    return _equal_time(_f64(getattr(obj, base)[layer]))
 
 
 def _flat(x: torch.Tensor, dims: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ it is what suites, claim files and the ``dmft solve/simulate`` commands share.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
@@ -22,18 +23,24 @@ class SpecFields:
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
         """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
-        names = {f.name for f in dataclasses.fields(cls) if f.name != "_"}
+        names = cls.field_names()
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"{unknown[0]}: {cls._unknown_field}; valid fields are {sorted(names)}")
         return cls(**d)
 
+    @classmethod
+    def field_names(cls) -> set[str]:
+        """The names of the spec's fields (the keys ``from_dict`` accepts)."""
+        return {f.name for f in dataclasses.fields(cls) if f.name != "_"}
+
     def replace(self, **changes: Any):
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-DATASETS = ("gaussian",)  # more (digits, cifar2 for CNNs) once simulate.data lands
-MODELS = ("mlp",)  # "cnn" once simulate.cnn lands
+DATASETS = ("gaussian",)  # image data sets are for CNNs: validate.cnn_spec.CNNSpec
+MODELS = ("mlp",)  # model "cnn" is validate.cnn_spec.CNNSpec
+TARGETS = ("linear", "sign")
 
 
 @dataclass(frozen=True)
@@ -65,16 +72,21 @@ class ProblemSpec(SpecFields):
         if self.model not in MODELS:
             raise ValueError(f"model: unknown value {self.model!r}; valid values are {list(MODELS) + ['cnn']} "
                              "('cnn' takes the fields of validate.cnn_spec.CNNSpec)")
-        for name in ("n_train", "input_dim", "depth", "steps"):
+        if self.target not in TARGETS:
+            raise ValueError(f"target: unknown value {self.target!r}; valid values are {list(TARGETS)}")
+        if not isinstance(self.activation, str) or not self.activation:
+            raise ValueError(f"activation: must be an activation name (a string), got {self.activation!r}")
+        for name in ("n_train", "input_dim", "depth", "steps", "data_seed"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: must be an integer >= 1, got {v!r}")
+            lo = 0 if name == "data_seed" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
         if isinstance(self.n_test, bool) or not isinstance(self.n_test, int) or self.n_test < 0:
             raise ValueError(f"n_test: must be an integer >= 0, got {self.n_test!r}")
         for name in ("gamma0", "eta"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"{name}: must be a number, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name}: must be a finite number, got {v!r}")
             object.__setattr__(self, name, float(v))
 
     def build(self) -> Problem:

@@ -1,6 +1,6 @@
-"""The statistics behind every verdict (DESIGN.md "Statistics, not eyeballing").
+"""The statistics behind every verdict (docs/design.md section 5).
 
-Finite-width facts used (THEORY.md section 6): order parameters of a width-N network fluctuate
+Finite-width facts used (docs/theory.md section 6): order parameters of a width-N network fluctuate
 by O(N^{-1/2}) around the DMFT, so per-seed errors shrink like N^{-1/2}; ensemble means carry an
 O(1/N) bias, so the ensemble mean extrapolates linearly in 1/N to the infinite-width value.
 """
@@ -82,7 +82,7 @@ def extrapolated_residual(
     *,
     z: float = Z_DEFAULT,
 ) -> Residual:
-    """Test statistic of the convergence check (DESIGN.md).
+    """Test statistic of the convergence check (docs/design.md section 5).
 
     samples[k]: (S_k, ...) per-seed observables of width ``widths[k]`` (S_k >= 2).
     reference: (...) the theory; reference_se: same shape, its Monte Carlo standard error, or
@@ -172,21 +172,34 @@ def relative_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def decide(estimate: float, stderr: float, tolerance: float, z: float = Z_DEFAULT,
-           what: str = "residual", bounds: tuple[float, float] | None = None) -> tuple[Verdict, str]:
-    """Decision about a non-negative discrepancy ``estimate`` against a tolerance (DESIGN.md).
+           what: str = "residual", bounds: tuple[float, float] | None = None,
+           signed: bool = False) -> tuple[Verdict, str]:
+    """Decision about a discrepancy ``estimate`` against a tolerance (docs/design.md section 5).
 
     With confidence bounds ``lo, hi = estimate -+ z stderr`` (or ``bounds``):
     fail          significantly non-zero (lo > 0) and beyond the tolerance (estimate > tol)
     pass          confidently within the tolerance: hi <= tol
     inconclusive  otherwise; the reason says whether the noise alone exceeds the tolerance.
+
+    ``signed=True``: ``estimate`` is a signed difference (e.g. a relative difference of means)
+    and the discrepancy is its magnitude. The reason then shows the signed value and its
+    interval ``[lo, hi]``, so the row's estimate and its reason agree in sign. It passes when the
+    whole interval lies within ``[-tol, tol]`` and fails when the interval excludes 0 and
+    ``|estimate| > tol``: the same decisions as ``decide(|estimate|, stderr, tol)``.
+    The reason always starts with ``what``, then ``estimate`` itself.
     """
     if not np.isfinite(estimate):
         return Verdict.FAIL, f"{what} is not finite"
     lo, hi = bounds if bounds is not None else (estimate - z * stderr, estimate + z * stderr)
-    txt = f"{what} {estimate:.3g} [{lo:.2g}, {hi:.2g}] vs tolerance {tolerance:.3g}"
-    if lo > 0 and estimate > tolerance:
+    tol_txt = f"±{tolerance:.3g}" if signed else f"{tolerance:.3g}"
+    txt = f"{what} {estimate:.3g} [{lo:.2g}, {hi:.2g}] vs tolerance {tol_txt}"
+    size, lo_m, hi_m = estimate, lo, hi
+    if signed:  # bounds of the magnitude |estimate|
+        size, hi_m = abs(estimate), max(abs(lo), abs(hi))
+        lo_m = min(abs(lo), abs(hi)) if lo * hi > 0 else -min(abs(lo), abs(hi))
+    if lo_m > 0 and size > tolerance:
         return Verdict.FAIL, f"{txt}: significantly non-zero and beyond tolerance"
-    if hi <= tolerance:
+    if hi_m <= tolerance:
         return Verdict.PASS, f"{txt}: within tolerance"
     if hi - lo >= 2 * tolerance:
         return Verdict.INCONCLUSIVE, f"{txt}: tolerance below the noise; add seeds or widths"

@@ -1,6 +1,13 @@
 """The checks: each a frozen dataclass with ``run(ctx) -> CheckResult`` (see validate.frame).
 
 ``CHECKS`` maps the kind names used in suite and claim files to the classes.
+
+    convergence.py   networks of growing width converge to a scheme's solution
+    breakdown.py     where NTK, GIA and perturbation theory part from the DMFT
+    width.py         width independence at fixed gamma0, with the fixed-gamma contrast
+    cnn_width.py     the same for CNNs (channel counts)
+    common.py        shared helpers; ``Unavailable``: rows when a solve/training gives no answer
+    fields.py        strict typed fields of the check dataclasses
 """
 
 from .breakdown import Breakdown

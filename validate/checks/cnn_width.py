@@ -15,46 +15,29 @@ evaluations after step 0 (over training). Ensembles are memoised and disk-cached
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..cnn_spec import CNNSpec
-from ..sources import _atomic_save
+from ..jobs import CNN_FIELDS, CNNTask
+from .common import attempt
 from .width import WidthIndependence
 
-FIELDS = ("train_loss", "test_mse", "test_error", "alignment")
 ALIASES = {"test_loss": "test_mse"}
-CNN_SCALARS = tuple(n + suffix for suffix in ("", "_mean") for n in (*FIELDS, *ALIASES))
-TRAINER = "simulate.cnn.train_cnn"
+CNN_SCALARS = tuple(n + suffix for suffix in ("", "_mean") for n in (*CNN_FIELDS, *ALIASES))
+
+
+def cnn_job(ctx, spec: CNNSpec, width: int, seeds: int) -> CNNTask:
+    """The job training ``seeds`` CNNs with ``width`` channels on ``spec`` (run seed ``ctx.seed``)."""
+    return CNNTask(spec, int(width), int(seeds), int(ctx.seed), str(ctx.device))
 
 
 def cnn_runs(ctx, spec: CNNSpec, width: int, seeds: int) -> dict[str, torch.Tensor]:
-    """The (S, E) curves ``FIELDS`` and ``diverged`` (S,) of ``seeds`` CNNs with ``width`` channels.
-
-    Memoised in the Context and cached on disk under ``ctx.cache_dir`` (key: spec, width, seeds,
-    run seed, trainer), like ``Context.networks`` for MLPs.
-    """
-    key = hashlib.sha256(repr((spec.fingerprint(), int(width), seeds, ctx.seed, TRAINER)).encode()).hexdigest()[:24]
-    memo = ("cnn", key)
-    if memo in ctx._nets:
-        return ctx._nets[memo]
-    path = ctx.cache_dir / f"cnn-{key}.pt" if ctx.cache_dir else None
-    if path is not None and path.exists():
-        out = torch.load(path, weights_only=False)
-        ctx.stats["cache_hits"] += 1
-    else:
-        from simulate.cnn import train_cnn
-
-        run = train_cnn(spec.dataset(), spec.config(width, seeds, seed=ctx.seed, device=ctx.device))
-        out = {k: getattr(run, k).detach().cpu() for k in (*FIELDS, "diverged", "epoch")}
-        ctx.stats["trained"] += 1
-        if path is not None:
-            _atomic_save(out, path)
-    ctx._nets[memo] = out
-    return out
+    """The (S, E) curves ``CNN_FIELDS`` and ``diverged`` (S,) of ``seeds`` CNNs with ``width`` channels
+    (memoised and disk-cached by the Context, like ``Context.networks`` for MLPs)."""
+    return ctx.result(cnn_job(ctx, spec, width, seeds))
 
 
 def cnn_scalar(runs: dict[str, torch.Tensor], name: str) -> np.ndarray:
@@ -90,6 +73,9 @@ class CNNWidthIndependence(WidthIndependence):
         """Final evaluation time, in epochs."""
         return float(self.problem.epochs)
 
+    def _job(self, ctx, spec, width):
+        return cnn_job(ctx, spec, width, self.seeds)
+
     def _final(self, ctx, spec, width):
-        runs = cnn_runs(ctx, spec, width, self.seeds)
+        runs = attempt(f"CNN training ({width} channels, {self.seeds} seeds)", ctx.result, self._job(ctx, spec, width))
         return {o: cnn_scalar(runs, o) for o in self.observables}

@@ -1,13 +1,83 @@
-"""Helpers shared by the checks: observable selection, theory errors, network ensembles."""
+"""Helpers shared by the checks: observable selection, theory errors, network ensembles, and
+what a check reports when a solve or a training gives it nothing to compare (:class:`Unavailable`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from ..frame import Verdict, verdict_row
 from ..metrics import LAYERED, check_observable, observable
+
+
+class Unavailable(Exception):
+    """A solve or a training that a check needs gave no usable result.
+
+    ``verdict`` is what the check's rows then say and ``reason`` why (one line):
+    :data:`Verdict.INCONCLUSIVE` for a theory whose status is not ok (the theory has no answer,
+    which says nothing about the networks), :data:`Verdict.FAIL` for an exception raised by a
+    solve or a training (the run failed; ``dmft`` exits 1). Build it with :func:`usable_theory`
+    or :func:`attempt`; turn it into rows with :meth:`rows`.
+    """
+
+    def __init__(self, verdict: Verdict, reason: str) -> None:
+        super().__init__(reason)
+        self.verdict, self.reason = Verdict(verdict), reason
+
+    def rows(self, bases: list[dict]) -> list[dict]:
+        """One verdict row per ``base`` (check, observable, ..., statistic, tolerance); rows of a
+        failed run always gate, inconclusive ones keep the base's ``gating``."""
+        out = []
+        for b in bases:
+            gating = True if self.verdict is Verdict.FAIL else b.get("gating", True)
+            out.append(verdict_row(**{**b, "gating": gating}, verdict=self.verdict, reason=self.reason))
+        return out
+
+
+def theory_problem(sol: Any, scheme: str) -> str | None:
+    """None when ``sol`` is usable (``sol.ok``); otherwise the one-line reason, with the status
+    (``sol.status.value``) and the solver's own ``info["reason"]`` where it gives one."""
+    if sol.ok:
+        return None
+    why = (getattr(sol, "info", None) or {}).get("reason")
+    return (f"theory ({scheme}) status {sol.status.value}" + (f": {why}" if why else "")
+            + "; no reference to compare with (not a verdict on the networks)")
+
+
+def usable_theory(sol: Any, scheme: str) -> Any:
+    """``sol`` when its status is ok; else raise :class:`Unavailable` (inconclusive)."""
+    why = theory_problem(sol, scheme)
+    if why is not None:
+        raise Unavailable(Verdict.INCONCLUSIVE, why)
+    return sol
+
+
+def attempt(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``; an exception from it (SolverError, DivergenceError, out of memory,
+    ...) becomes :class:`Unavailable` (fail) naming ``what`` and the error. Ctrl-C passes through."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any failure of a solve/train is the check's verdict
+        msg = " ".join(str(exc).split()) or "(no message)"
+        raise Unavailable(Verdict.FAIL, f"{what} failed: {type(exc).__name__}: {msg}") from exc
+
+
+def theory(ctx: Any, problem: Any, scheme: str, **options: Any) -> Any:
+    """``ctx.theory(problem, scheme, **options)``, usable or :class:`Unavailable`."""
+    sol = attempt(f"theory solve ({scheme})", ctx.theory, problem, scheme, **options)
+    return usable_theory(sol, scheme)
+
+
+def networks(ctx: Any, problem: Any, width: int, seeds: int, **kw: Any) -> Any:
+    """``ctx.networks(problem, width, seeds, **kw)``, or :class:`Unavailable` when training raised."""
+    return attempt(f"training (width {width}, {seeds} seeds)", ctx.networks, problem, width, seeds, **kw)
+
+
+def ensembles(ctx: Any, problem: Any, widths: tuple[int, ...], seeds: int, label: str, **kw: Any) -> dict[int, Any]:
+    """``{width: networks(ctx, problem, width, seeds, **kw)}`` (``label`` names the check)."""
+    return {w: networks(ctx, problem, w, seeds, **kw) for w in widths}
 
 
 def expand_observables(names: tuple[str, ...], depth: int) -> list[tuple[str, int | None]]:
@@ -34,7 +104,7 @@ OUTPUT_FAMILY = {"loss", "test_loss", "test_error", "f_train", "f_test", "ntk", 
 def theory_stderr(sol: Any, name: str, layer: int | None, ref: torch.Tensor) -> torch.Tensor | None:
     """The theory's Monte Carlo standard error of observable ``name`` (shaped like ``ref``), or None.
 
-    Read from ``sol.info["stderr"]`` or ``sol.info["standard_error"]`` (theory.montecarlo), keyed
+    Read from ``sol.info["standard_error"]`` (theory.montecarlo), keyed
     by kernel name (``"phi"``, ``"g"``, ``"ntk"``, ``"loss"``, ...); a value may be a tensor shaped
     like the Solution field, a tuple over layers, or a scalar *relative* error (spread evenly over
     the elements). Output observables (loss, ntk, ...) without their own entry take the mean of
@@ -42,7 +112,7 @@ def theory_stderr(sol: Any, name: str, layer: int | None, ref: torch.Tensor) -> 
     replaced by the solver's own estimate. Exact solvers report none: None.
     """
     info = getattr(sol, "info", None) or {}
-    table = info.get("stderr") or info.get("standard_error") or {}
+    table = info.get("standard_error") or {}
     if not table:
         return None
     base = name.split("_")[0] if name not in OUTPUT_FAMILY else name.replace("_final", "")

@@ -15,10 +15,12 @@ import numpy as np
 import torch
 
 from ..frame import CheckResult, Verdict, frame, verdict_row
-from ..metrics import TIME_SERIES, alignment, rel_error
+from ..metrics import TIME_SERIES, alignment, observable, rel_error
 from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide, extrapolated_residual, loglog_rate, mean_se
-from .common import base_row, ensemble, expand_observables, steps_of, theory_on_grid, theory_stderr
+from .fields import typed_fields
+from .common import (Unavailable, base_row, ensemble, ensembles, expand_observables, steps_of, theory,
+                     theory_on_grid, theory_stderr)
 
 KERNEL_PLOTS = {"ntk": "ntk_final", "phi": "phi_final", "g": "g_final"}
 
@@ -47,36 +49,39 @@ class Convergence:
     name: str = "convergence"
 
     def __post_init__(self) -> None:
-        if len(self.widths) < 1 or any(int(w) < 1 for w in self.widths):
-            raise ValueError(f"widths: need positive integers, got {self.widths!r}")
-        object.__setattr__(self, "widths", tuple(sorted(int(w) for w in self.widths)))
-        if self.seeds < 1:
-            raise ValueError(f"seeds: must be >= 1, got {self.seeds}")
-        if not self.tolerance > 0:
-            raise ValueError(f"tolerance: must be > 0, got {self.tolerance}")
+        typed_fields(self)  # types and bounds: widths >= 1, seeds >= 1, tolerance > 0, ...
+        if not self.widths:
+            raise ValueError("widths: need at least one width, got []")
+        object.__setattr__(self, "widths", tuple(sorted(self.widths)))
         expand_observables(self.observables, self.problem.depth)
+
+    def _two_time(self) -> bool:
+        return any(o.partition(":")[0].endswith("_2t") for o in self.observables)
+
+    def jobs(self, ctx) -> list:
+        """The theory solve and the ensemble at every width (``validate.plan``)."""
+        problem = self.problem.build()
+        return [ctx.theory_job(problem, self.scheme, **self.solver_options),
+                *(ctx.network_job(problem, w, self.seeds, two_time=self._two_time()) for w in self.widths)]
+
+    def statistics(self) -> tuple[str, ...]:
+        """The ``statistic`` values of this check's verdict rows."""
+        return ("rate", "extrapolated_residual")
 
     def run(self, ctx) -> CheckResult:
         problem = self.problem.build()
-        sol = ctx.theory(problem, self.scheme, **self.solver_options)
-        rows = []
-        if not sol.ok:
-            for name, layer in expand_observables(self.observables, problem.depth):
-                rows.append(verdict_row(**base_row(self.name, self.problem, name, layer, self.scheme),
-                            statistic="extrapolated_residual", tolerance=self.tolerance,
-                            verdict=Verdict.INCONCLUSIVE,
-                            reason=f"theory status {sol.status.value}: no reference to compare with"))
-            return CheckResult(frame("verdicts", rows))
-        bar = ctx.bar(len(self.widths), f"{self.name}: networks")
-        nets = {}
-        for w in self.widths:
-            nets[w] = ctx.networks(problem, w, self.seeds)
-            bar.update()
-        bar.close()
+        obs = expand_observables(self.observables, problem.depth)
+        try:
+            sol = theory(ctx, problem, self.scheme, **self.solver_options)
+            nets = ensembles(ctx, problem, self.widths, self.seeds, self.name, two_time=self._two_time())
+        except Unavailable as exc:
+            return CheckResult(frame("verdicts", exc.rows(
+                [dict(base_row(self.name, self.problem, name, layer, self.scheme),
+                      statistic="extrapolated_residual", tolerance=self.tolerance) for name, layer in obs])))
         parts = [compare(self.name, self.problem, problem, sol, nets, name, layer, scheme=self.scheme,
                          tolerance=self.tolerance, rate_tolerance=self.rate_tolerance, z=self.z,
                          min_widths=self.min_widths, min_seeds=self.min_seeds, seed=ctx.seed)
-                 for name, layer in expand_observables(self.observables, problem.depth)]
+                 for name, layer in obs]
         return CheckResult.concat(parts)
 
 
@@ -110,11 +115,11 @@ def compare(check, spec, problem, sol, nets, name, layer, *, scheme, tolerance, 
         ensemble_ref = (w, x)
     if plots and name in TIME_SERIES:
         for k, tt in enumerate(sol.t.tolist()):
-            curves.append(dict(base, source="theory", time=tt, value=float(_obs(sol, name, problem, layer)[k])))
+            curves.append(dict(base, source="theory", time=tt, value=float(observable(sol, name, problem, layer)[k])))
     if plots and name in KERNEL_PLOTS and ensemble_ref is not None and len(ensemble_ref[1]):
         w, x = ensemble_ref
         fin = KERNEL_PLOTS[name]
-        pairs = (("theory", np.nan, _obs(sol, fin, problem, layer)),
+        pairs = (("theory", np.nan, observable(sol, fin, problem, layer)),
                  ("network", w, _final(x, name)))
         for src, ww, mat in pairs:
             m = mat.numpy()
@@ -150,12 +155,6 @@ def compare(check, spec, problem, sol, nets, name, layer, *, scheme, tolerance, 
                          value=res.raw, stderr=res.noise))
     return CheckResult(frame("verdicts", rows), frame("measurements", meas),
                        frame("curves", curves), frame("kernels", kern))
-
-
-def _obs(sol, name, problem, layer):
-    from ..metrics import observable
-
-    return observable(sol, name, problem, layer)
 
 
 def _final(x: torch.Tensor, name: str) -> torch.Tensor:

@@ -17,7 +17,8 @@ import numpy as np
 from ..frame import CheckResult, Verdict, frame, verdict_row
 from ..spec import ProblemSpec
 from ..stats import Z_DEFAULT, decide, mean_se, relative_difference
-from .common import ensemble
+from .common import Unavailable, attempt, ensemble
+from .fields import typed_fields
 
 SCALARS = ("loss", "test_loss", "test_error", "alignment_yy")
 
@@ -37,32 +38,63 @@ class WidthIndependence:
     _allowed = SCALARS  # class attribute (not a field): the observables this check can read
 
     def __post_init__(self) -> None:
+        typed_fields(self)  # types and bounds: widths >= 1, seeds >= 1, tolerance > 0, ...
         if len(self.widths) < 2:
-            raise ValueError(f"widths: need at least two widths, got {self.widths!r}")
-        object.__setattr__(self, "widths", tuple(sorted(int(w) for w in self.widths)))
+            raise ValueError(f"widths: need at least two widths, got {list(self.widths)!r}")
+        object.__setattr__(self, "widths", tuple(sorted(self.widths)))
         bad = [o for o in self.observables if o not in self._allowed]
         if bad:
             raise ValueError(f"observables: {bad} not allowed here; valid values are {list(self._allowed)}")
+
+    def statistics(self) -> tuple[str, ...]:
+        """The ``statistic`` values of this check's verdict rows."""
+        return ("rel_diff_vs_widest",) + (("rel_diff_fixed_gamma", "contrast_shown") if self.contrast else ())
 
     def _time(self) -> float:
         """The time of the final observation (t = steps * eta)."""
         return self.problem.steps * self.problem.eta
 
+    def _job(self, ctx, spec, width):
+        """The ensemble job of ``spec`` at ``width``."""
+        return ctx.network_job(spec.build(), width, self.seeds)
+
     def _final(self, ctx, spec, width):
-        problem = spec.build()
-        nets = ctx.networks(problem, width, self.seeds)
-        return {o: ensemble(nets, o, problem, None)[0][:, -1].numpy() for o in self.observables}
+        nets = attempt(f"training (width {width}, {self.seeds} seeds)", ctx.result, self._job(ctx, spec, width))
+        return {o: ensemble(nets, o, nets.problem, None)[0][:, -1].numpy() for o in self.observables}
+
+    def _contrast_spec(self, width):
+        """The problem at fixed gamma = gamma0 sqrt(N_min) for width ``width``."""
+        return self.problem.replace(gamma0=self.problem.gamma0 * (self.widths[0] / width) ** 0.5)
+
+    def _points(self) -> list:
+        """(spec, width) of every ensemble: each width at gamma0, then the contrast's two."""
+        pts = [(self.problem, w) for w in self.widths]
+        if self.contrast:
+            pts += [(self._contrast_spec(w), w) for w in (self.widths[0], self.widths[-1])]
+        return pts
+
+    def jobs(self, ctx) -> list:
+        return [self._job(ctx, spec, w) for spec, w in self._points()]
+
+    def _ensembles(self, ctx) -> tuple[dict, dict]:
+        """Final values at fixed gamma0 per width, and (contrast) at fixed gamma for the extremes."""
+        fixed = {w: self._final(ctx, self.problem, w) for w in self.widths}
+        g_fixed = {}
+        if self.contrast:
+            for w in (self.widths[0], self.widths[-1]):
+                g_fixed[w] = self._final(ctx, self._contrast_spec(w), w)
+        return fixed, g_fixed
 
     def run(self, ctx) -> CheckResult:
         rows, meas, contrasts = [], [], []
-        fixed = {w: self._final(ctx, self.problem, w) for w in self.widths}
         top = self.widths[-1]
-        g_fixed = {}
-        if self.contrast:
-            n0 = self.widths[0]
-            for w in (self.widths[0], top):
-                g_fixed[w] = self._final(ctx, self.problem.replace(
-                    gamma0=self.problem.gamma0 * (n0 / w) ** 0.5), w)
+        try:
+            fixed, g_fixed = self._ensembles(ctx)
+        except Unavailable as exc:
+            return CheckResult(frame("verdicts", exc.rows([
+                dict(check=self.name, observable=o, scheme="networks", gamma0=self.problem.gamma0,
+                     depth=self.problem.depth, time=self._time(), width=w, statistic="rel_diff_vs_widest",
+                     tolerance=self.tolerance) for o in self.observables for w in self.widths[:-1]])))
         for o in self.observables:
             base = dict(check=self.name, observable=o, scheme="networks", gamma0=self.problem.gamma0,
                         depth=self.problem.depth, time=self._time())
@@ -71,7 +103,8 @@ class WidthIndependence:
                 meas.append(dict(base, source="fixed_gamma0", width=w, statistic="final_mean", value=m, stderr=se))
             for w in self.widths[:-1]:
                 d, se = relative_difference(fixed[w][o], fixed[top][o])
-                v, why = decide(abs(d), se, self.tolerance, self.z, what=f"relative difference N={w} vs N={top}")
+                v, why = decide(d, se, self.tolerance, self.z, what=f"relative difference N={w} vs N={top}",
+                                signed=True)
                 rows.append(verdict_row(**base, width=w, statistic="rel_diff_vs_widest", estimate=d,
                                         stderr=se, tolerance=self.tolerance, verdict=v, reason=why))
             if self.contrast:
@@ -80,7 +113,7 @@ class WidthIndependence:
                 for w, vals in g_fixed.items():
                     m, s = mean_se(vals[o])
                     meas.append(dict(base, source="fixed_gamma", width=w, statistic="final_mean", value=m, stderr=s))
-                shown = decide(abs(d), se, self.tolerance, self.z)[0] is Verdict.FAIL
+                shown = decide(d, se, self.tolerance, self.z, signed=True)[0] is Verdict.FAIL
                 why = (f"contrast at fixed gamma = gamma0 sqrt({lo}): relative difference N={lo} vs N={top} "
                        f"{d:.3g} ± {se:.2g} vs tolerance {self.tolerance:g}")
                 rows.append(verdict_row(**dict(base, scheme="contrast_fixed_gamma"), width=lo,
@@ -97,7 +130,8 @@ class WidthIndependence:
                 gamma0=self.problem.gamma0, depth=self.problem.depth, width=self.widths[0],
                 statistic="contrast_shown", estimate=len(shown), tolerance=self.tolerance,
                 verdict=Verdict.PASS if shown else Verdict.INCONCLUSIVE,
-                reason=(f"at fixed gamma the widths differ in {shown}: the test can see width dependence"
-                        if shown else "at fixed gamma no observable differs across widths: the test "
+                reason=(f"at fixed gamma the widths differ in {len(shown)} of {len(contrasts)} observables "
+                        f"{shown}: the test can see width dependence"
+                        if shown else f"at fixed gamma 0 of {len(contrasts)} observables differ across widths: the test "
                         "showed no power here (use a wider width range)")))
         return CheckResult(frame("verdicts", rows), frame("measurements", meas))

@@ -1,8 +1,9 @@
 """``python -m validate.paper --out reports/paper``: run the paper suite and write its report.
 
 Writes ``<out>/tables/*.csv`` (the tidy tables), ``<out>/run.json`` (size, device, timings),
-then ``<out>/README.md`` and ``<out>/figures/*.png`` (validate.paper.report). ``--render``
-only re-renders an existing folder from its tables.
+then ``<out>/README.md``, ``<out>/index.html`` and ``<out>/figures/*.png`` (validate.paper.report,
+through the shared pipeline of validate.report). ``--render`` only re-renders an existing folder
+from its tables.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fig. 4 of the paper: the mean-field CNN at gamma0 in {1, 5, 10} and two widths (channels).
 
 Test MSE, test error and alignment of the last-layer pooled-feature kernel with ``y y^T`` over
-training; the verdict is width independence at fixed gamma0 (THEORY.md sections 1, 7): the
+training; the verdict is width independence at fixed gamma0 (docs/theory.md sections 1, 7): the
 final values at the two widths agree within a tolerance (equivalence test on the difference of
 seed means). Data: two CIFAR-10 classes (airplane vs automobile) from ``$DMFT_CIFAR_ROOT`` when
 that folder holds ``cifar-10-batches-py``; otherwise scikit-learn's digits 3 vs 5 (the data
@@ -32,7 +32,7 @@ def eta_for(gamma0: float) -> float:
     feature (preactivation) step is O(eta gamma0), so a gamma0-independent eta drives the
     rich networks past the edge of stability (at eta = 0.5 the gamma0 = 5 and 10 networks
     diverged in the committed cpu run). Scaling eta like 1/gamma0 keeps the feature step
-    fixed; THEORY.md does not state the paper's value.
+    fixed; docs/theory.md does not state the paper's value.
     """
     return ETA0 / float(gamma0)
 BATCH = 32
@@ -44,7 +44,7 @@ CNN_DTYPE = "float32"
 #: (``CNNConfig.decay_start``): the rich networks (gamma0 = 5, 10) leave the initial plateau
 #: with loss spikes, and at a constant rate their final test MSE differed by 2x between seeds,
 #: which left every width comparison inconclusive. The schedule is the same at every width, so
-#: it cannot create or hide a width dependence; THEORY.md does not state the paper's schedule.
+#: it cannot create or hide a width dependence; docs/theory.md does not state the paper's schedule.
 DECAY_START = 0.5
 TOLERANCE = {"test_mse": 0.10, "test_error": 0.05, "alignment": 0.10}  # error: absolute, others relative
 DIGITS_CLASSES = (3, 5)
@@ -136,7 +136,7 @@ class PaperFig4:
                 scale = 1.0 if obs == "test_error" else max(abs(mb), 1e-12)
                 d, se = (ma - mb) / scale, float(np.hypot(sa, sb)) / scale
                 kind = "absolute" if obs == "test_error" else "relative"
-                v, why = decide(abs(d), se, tol, what=f"{kind} difference N={lo} vs N={hi}")
+                v, why = decide(d, se, tol, what=f"{kind} difference N={lo} vs N={hi}", signed=True)
                 rows.append(verdict_row(**base, estimate=d, stderr=se, verdict=v,
                                         reason=f"{why} (N={lo}: {ma:.3g}±{sa:.2g}, N={hi}: {mb:.3g}±{sb:.2g}; {desc})"))
         return CheckResult(frame("verdicts", rows), frame("measurements", meas), frame("curves", curves))

@@ -70,7 +70,7 @@ def final_kernel(obj, name: str, layer: int | None = None) -> torch.Tensor:
 
 
 def seed_alignments(nets, sol, name: str, layer: int | None = None) -> np.ndarray:
-    """Per-seed alignment ``A(K_net, K_theory)`` of the final kernel (THEORY.md section 7)."""
+    """Per-seed alignment ``A(K_net, K_theory)`` of the final kernel (docs/theory.md section 7)."""
     x = final_kernel(nets, name, layer)
     ok = torch.isfinite(x.reshape(x.shape[0], -1)).all(-1)
     return alignment(x[ok], final_kernel(sol, name, layer)).numpy()

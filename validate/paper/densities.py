@@ -1,6 +1,6 @@
 """Preactivation densities (Fig. 1): theory field samples against the neurons of a trained network.
 
-Theory: draw the sources of THEORY.md section 2 from the solved kernels and step the fields
+Theory: draw the sources of docs/theory.md section 2 from the solved kernels and step the fields
 forward with the solved responses (``theory.mc_fields.solve_fields``), so ``h^l(t, mu)`` is a draw
 of the single-site process. Networks: train with ``simulate.mlp`` (same conventions) and read the
 preactivations of every neuron. At infinite width the neurons of one layer are i.i.d. draws of
@@ -56,7 +56,7 @@ def theory_fields(sol, samples: int, seed: int = 0) -> list[torch.Tensor]:
 def network_fields(problem, width: int, seeds: int, seed: int = 0) -> list[torch.Tensor]:
     """Preactivations per layer at t = 0 and t = T: each (2, seeds, P_all, width).
 
-    Full-batch gradient descent with centred outputs, THEORY.md section 1 (``simulate.mlp``).
+    Full-batch gradient descent with centred outputs, docs/theory.md section 1 (``simulate.mlp``).
     """
     from simulate.mlp import forward, init_network, sgd_step
 

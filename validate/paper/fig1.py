@@ -1,5 +1,5 @@
 """Fig. 1 of the paper: a deep tanh network (L = 3, P = 10 Gaussian points in D = 25, eta = 0.1,
-gamma0 = 1) against its DMFT, with the lazy limit for contrast (THEORY.md section 7).
+gamma0 = 1) against its DMFT, with the lazy limit for contrast (docs/theory.md section 7).
 
 Produces: loss curves (theory rich and lazy, networks by width), final kernels (via the
 convergence check), per-layer alignment of network and theory kernels against width (2 ..

@@ -1,6 +1,6 @@
-"""The paper's published outcomes (THEORY.md section 7) beside ours, with the reasons they differ.
+"""The paper's published outcomes (docs/theory.md section 7) beside ours, with the reasons they differ.
 
-Only numbers stated in THEORY.md are quoted; where the paper shows a figure without a number,
+Only numbers stated in docs/theory.md are quoted; where the paper shows a figure without a number,
 the "paper" column says what the figure claims.
 """
 
@@ -54,7 +54,7 @@ def comparison(tables: dict[str, pd.DataFrame], n_target: int = 500) -> pd.DataF
         mse = sub[sub["observable"] == "test_mse"]["value"]
         err = sub[sub["observable"] == "test_error"]["value"]
         rows.append(dict(quantity=f"Fig. 4 final test MSE / accuracy, gamma0 = {g0:g}, N = {int(w)}",
-                         paper="nearly equal at N = 250 and 500 (figure; no number quoted in THEORY.md)",
+                         paper="nearly equal at N = 250 and 500 (figure; no number quoted in docs/theory.md)",
                          ours=f"{_mean_se(mse)} / {_mean_se(1 - np.asarray(err, float))}", note=""))
     return pd.DataFrame(rows, columns=["quantity", "paper", "ours", "note"])
 
@@ -78,7 +78,7 @@ NOTES = """\
   N = 512..2048 leave slopes uncertain by +-0.1. More seeds or the full size would decide them;
   the tolerance was not loosened.
 - **Fig. 3 approximations at gamma0 = 1.5.** Our DMFT alignment (0.999) matches the paper's 0.99.
-  For the approximations THEORY.md does not say which kernel the paper aligns, so we give both the
+  For the approximations docs/theory.md does not say which kernel the paper aligns, so we give both the
   final last-layer H^L and the final NTK. The ordering is the paper's in both (the DMFT is
   significantly closer to the networks than each approximation: the `dmft-best` rows pass), but the
   magnitudes differ: on H^L the static NTK is much worse (0.38 vs 0.76: the lazy H^L = Kx has no
@@ -86,12 +86,12 @@ NOTES = """\
   theory and GIA are better (0.95 and 0.91 vs 0.86); on the NTK, where the unchanged lower-layer
   terms dilute the change, every approximation is above 0.96. Plausible further causes: a
   different data draw and targets, and our perturbation theory is the exact second-order
-  coefficient (THEORY.md: the official notebook's v_ab has a sign error).
-- **Fig. 4 CNN.** THEORY.md quotes no published test MSE or accuracy (the paper shows curves that
+  coefficient (docs/theory.md: the official notebook's v_ab has a sign error).
+- **Fig. 4 CNN.** docs/theory.md quotes no published test MSE or accuracy (the paper shows curves that
   nearly coincide at N = 250 and 500). Our cpu run differs in data (scikit-learn digits 3 vs 5,
   8x8 grey images, because CIFAR-10 is not present on this machine), widths (128 and 256
   channels) and schedule (60 epochs of SGD, batch 32, 8 seeds, float32; constant rate for the
-  first half, then a linear decay to 0). Learning rate (our interpretation; THEORY.md does not
+  first half, then a linear decay to 0). Learning rate (our interpretation; docs/theory.md does not
   state the paper's value): the mean-field parameter step eta gamma0^2 N with eta = 0.5 / gamma0.
   A gamma0-independent eta = 0.5 diverged at gamma0 = 5 and 10 (so did eta = 0.2 at gamma0 = 10),
   because the feature step grows like eta gamma0. With eta = 0.5 / gamma0 every network first sits

@@ -1,4 +1,4 @@
-"""Sizes of the paper experiments (THEORY.md section 7): ``smoke`` (tests), ``cpu`` (the whole
+"""Sizes of the paper experiments (docs/theory.md section 7): ``smoke`` (tests), ``cpu`` (the whole
 suite in < 60 min on a 2-core CPU), ``full`` (the paper's sizes, for ``--device cuda``).
 
 The size is chosen at run time: the ``DMFT_PAPER_SIZE`` environment variable when set, else

@@ -10,6 +10,9 @@ else scikit-learn digits. The committed report with the published numbers:
 
 from __future__ import annotations
 
+#: One line for ``dmft validate --help`` (validate.suites.catalog).
+SUMMARY = "the paper's Figs. 1-4 and Appendix (size: $DMFT_PAPER_SIZE)"
+
 from ..paper import experiments
 from . import Suite
 

@@ -4,6 +4,9 @@ approximations, width independence with its fixed-gamma contrast."""
 
 from __future__ import annotations
 
+#: One line for ``dmft validate --help`` (validate.suites.catalog).
+SUMMARY = "CI-sized (< 2 min on 2 cores): deep linear MLPs against the exact theory"
+
 from ..checks import Breakdown, Convergence, WidthIndependence
 from ..spec import ProblemSpec
 from . import Suite
