@@ -58,7 +58,7 @@ def main() -> None:
             pr = fig1(steps)
             t = time.perf_counter()
             s = solve_mc(pr, samples=samples, response_samples=args.response_samples,
-                         max_iterations=1, average_iterations=0, warmup=())
+                         max_iterations=1, average_iterations=0, warmup=(), march="never")
             dt = time.perf_counter() - t
             n = (steps + 1) * pr.n_points
             tim = {k: round(v, 2) for k, v in s.info["timings"].items()}

@@ -150,8 +150,8 @@ def test_past_critical_gamma0_reports_divergence_and_strict_raises():
     prob = Problem(x, torch.ones(1), depth=1, activation="linear", gamma0=10.0, eta=0.3, steps=40)
     sol = solve(prob)
     assert sol.status is Status.DIVERGED and not sol.ok
-    assert "reason" in sol.info and "diverged_at_step" in sol.info
-    k = sol.info["diverged_at_step"]
+    assert "reason" in sol.info and "diverged_step" in sol.info
+    k = sol.info["diverged_step"]
     assert torch.isnan(sol.loss[k:]).all() and torch.isfinite(sol.loss[:k]).all()
     with pytest.raises(SolverError):
         solve(prob, strict=True)

@@ -83,7 +83,7 @@ def test_structure_symmetry_causality_finiteness(activation):
 
 def test_reproducible_with_seed():
     pr = _problem(depth=2, activation="tanh", gamma0=1.0)
-    opts = {**FAST, "max_iterations": 2, "average_iterations": 0}
+    opts = {**FAST, "max_iterations": 2, "average_iterations": 0, "march": "never"}
     a = solve_mc(pr, seed=5, **opts)
     b = solve_mc(pr, seed=5, **opts)
     assert torch.equal(a.loss, b.loss) and torch.equal(a.phi[1], b.phi[1])
@@ -173,7 +173,7 @@ def test_response_averaging_lowers_response_noise_without_bias():
     """Averaging agreeing refreshes (``response_average``) must shrink the seed-to-seed spread
     of the responses (more effective Jacobian samples) and leave their mean where it was."""
     pr = _problem(depth=3, activation="tanh", gamma0=1.0, steps=5)
-    kw = dict(samples=400, response_samples=8, response_every=1, tol=1e-12, max_iterations=10,
+    kw = dict(samples=400, response_samples=8, response_every=1, tol=1e-12, max_iterations=10, march="never",
               average_iterations=0)
     runs = {flag: [solve_mc(pr, seed=s, response_average=flag, **kw) for s in range(8)]
             for flag in (True, False)}

@@ -143,3 +143,31 @@ def test_problems_with_builtin_activations_pickle(data):
         p = Problem(x, y, xt, yt, activation=name, eta=0.01)
         q = pickle.loads(pickle.dumps(p))
         assert q.fingerprint() == p.fingerprint() and q.activation.name == name
+
+
+@pytest.mark.parametrize("scale, field, activation", [
+    (1e160, "x_train", "linear"),  # X X^T overflows to inf / nan
+    (1e160, "x_train", "relu"),
+    (1e60, "x_train", "tanh"),  # finite Gram matrix, but past MAX_KERNEL
+    (1e160, "x_test", "tanh"),  # only the test points are extreme
+])
+def test_extreme_inputs_raise_value_error_naming_the_field(data, scale, field, activation):
+    """Inputs scaled by 1e160 used to reach a LinAlgError in eigh (issue 10); now a ValueError."""
+    x, y, xt, yt = data
+    args = (x * scale, y, xt, yt) if field == "x_train" else (x, y, xt * scale, yt)
+    with pytest.raises(ValueError, match=field):
+        Problem(*args, depth=2, activation=activation, eta=1e-3)
+
+
+def test_overflowing_lazy_kernels_raise_value_error(data):
+    """A finite Gram matrix whose lazy kernels overflow (exp of large pre-activations)."""
+    x, y, _, _ = data
+
+    class Exp:
+        name = "exp40"
+        phi = staticmethod(lambda h: torch.exp(40 * h))
+        dphi = staticmethod(lambda h: 40 * torch.exp(40 * h))
+        ddphi = staticmethod(lambda h: 1600 * torch.exp(40 * h))
+
+    with pytest.raises(ValueError, match="x_train: the lazy NTK"):
+        Problem(x * 10, y, depth=1, activation=Exp(), eta=1e-3)

@@ -63,6 +63,7 @@ from typing import Any
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from . import divergence
 from .linear_check import residual as _residual
 from .linear_march import intra_op_threads, march
 from .problem import Problem
@@ -72,8 +73,9 @@ SCHEMES = ("dmft", "gia", "perturbative")
 UPDATES = ("exact", "first_order")
 #: Default tolerance on the a-posteriori self-consistency residual, by dtype.
 DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
-#: The march stops (status DIVERGED) once loss or NTK grow by this factor over their start.
-BLOWUP = 1e8
+#: The march stops (status DIVERGED) once loss or NTK grow by this factor over their start
+#: (the rule every solver shares: ``theory.divergence``).
+BLOWUP = divergence.BLOWUP
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -235,7 +237,7 @@ def solve_linear(
     out = core(problem, eps, gia=gia, exact_update=exact, dtype=dtype, device=device, blowup=blowup, threads=threads)
     st, H = out["state"], out["H"]
     L, m, Pa, P = problem.depth, problem.steps + 1, problem.n_points, problem.n_train
-    info: dict[str, Any] = {"update": update, "sweeps_per_step": 1}
+    info: dict[str, Any] = {"update": update, "sweeps_per_step": 1, "tolerance": tol}
     kx = problem.kx.to(dtype=dtype, device=device)
     y = problem.y_train.to(dtype=dtype, device=device)
     g0 = problem.gamma0
@@ -252,7 +254,7 @@ def solve_linear(
         res = math.inf
         status = Status.DIVERGED
         info["reason"] = st.reason
-        info["diverged_at_step"] = k
+        info["diverged_step"] = k
         f, loss, ntk = _nan_after(f, k, (0,)), _nan_after(loss, k, (0,)), _nan_after(ntk, k, (0,))
         Hs = [_nan_after(h, k, (0, 2)) for h in Hs]
         Gs = [_nan_after(gl, k, (0, 1)) for gl in Gs]

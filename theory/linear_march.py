@@ -24,11 +24,12 @@ same code runs on torch tensors for other devices and for a forward-mode dual ``
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+
+from . import divergence
 
 
 @dataclass
@@ -233,16 +234,12 @@ def _march(kx, y, *, depth, eps, a, steps, gia, exact_update, blowup, zeros, **o
             psi[l][k, : k + 1] = prow
             psi[l][:k, k] = prow[:k]
         # ---------------- divergence watch
-        size = max(_num((dk * dk).mean()), _num(abs(ntk[k]).max()))
+        size = divergence.worst(_num((dk * dk).mean()), _num(abs(ntk[k]).max()))
         if scale0 is None:
-            scale0 = max(size, 1e-300)
-        if not math.isfinite(size) or size > blowup * scale0:
+            scale0 = size
+        if divergence.blew_up(size, scale0, blowup):
             k_done = k
-            reason = (
-                f"kernels or loss blew up at step {k} (growth beyond {blowup:g} x the initial "
-                f"scale, or non-finite): gamma0 is past the critical value for this eta, where "
-                f"the dynamics of gradient descent diverge"
-            )
+            reason = divergence.reason(k, blowup)
             break
     _fill_upper(Psi, psi, A, U, d, at, ut, G, eps=eps, rows=k_done + 1 if reason else m, **ops)
     return MarchState(delta, f, A, U, d, V, bh, ct, at, ut, G, Psi, psi, hdiag, ntk, k_done, reason)

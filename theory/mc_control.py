@@ -71,15 +71,16 @@ class KernelEstimate:
 
 
 def estimate_kernels(act: Activation, u, r, ph, g, cu, cr, lin: Linearization | None,
-                     kind: str) -> KernelEstimate:
+                     kind: str, weight: torch.Tensor | None = None) -> KernelEstimate:
     """``Phi = <phi(h) phi(h)^T>`` and ``G = <g g^T>`` from samples (S, n) with control variates.
 
     u, r: sources (S, n) with covariances cu, cr (n, n); ph = phi(h), g: fields (S, n).
-    kind: "none", "lazy" or "linearized" (``lin`` None means lazy).
+    kind: "none", "lazy" or "linearized" (``lin`` None means lazy). ``weight`` (n, n): the
+    entries the standard errors cover (None: all).
     """
     if kind == "none":
-        k_phi, se_p = second_moment(ph)
-        k_g, se_g = second_moment(g)
+        k_phi, se_p = second_moment(ph, weight=weight)
+        k_g, se_g = second_moment(g, weight=weight)
         return KernelEstimate(k_phi, k_g, se_p, se_g, None, None, 0.0)
     lin = lin if (kind == "linearized" and lin is not None) else Linearization()
     yhu = _apply(lin.jhu, u)
@@ -97,6 +98,6 @@ def estimate_kernels(act: Activation, u, r, ph, g, cu, cr, lin: Linearization | 
     if lin.jgu is not None:
         y_g = y_g + u @ lin.jgu.T
         e_g = e_g + lin.jgu @ cu @ lin.jgu.T
-    k_phi, se_p = second_moment(ph, act.phi(yh), e_phi)
-    k_g, se_g = second_moment(g, y_g, e_g)
+    k_phi, se_p = second_moment(ph, act.phi(yh), e_phi, weight)
+    k_g, se_g = second_moment(g, y_g, e_g, weight)
     return KernelEstimate(k_phi, k_g, se_p, se_g, a_y, e_dphi, rem)

@@ -17,10 +17,11 @@ import torch
 
 
 def second_moment(x: torch.Tensor, y: torch.Tensor | None = None,
-                  y_mean: torch.Tensor | None = None):
+                  y_mean: torch.Tensor | None = None, weight: torch.Tensor | None = None):
     """Estimate ``E[x x^T]`` (x: (S, n) samples) with optional control variate ``y`` whose exact
     ``E[y y^T]`` is ``y_mean``. Returns ``(estimate (n, n), standard_error_frobenius)`` where the
-    standard error comes from the two halves of the sample (``|K_1 - K_2| / 2``).
+    standard error comes from the two halves of the sample (``|K_1 - K_2| / 2``), over the
+    entries where ``weight`` (n, n) is 1 when it is given (time-marching: the unaccepted times).
     """
     s = x.shape[0]
     half = s // 2
@@ -38,5 +39,6 @@ def second_moment(x: torch.Tensor, y: torch.Tensor | None = None,
     if y is not None:
         est = est + y_mean
     est = 0.5 * (est + est.T)
-    se = float(torch.linalg.matrix_norm(parts[0] - parts[1])) / 2.0 if half else float("inf")
+    diff = parts[0] - parts[1] if weight is None else (parts[0] - parts[1]) * weight
+    se = float(torch.linalg.matrix_norm(diff)) / 2.0 if half else float("inf")
     return est, se

@@ -144,10 +144,11 @@ def causal_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: torch
 
 
 def split_half_jacobians(h, z, c, d, act, n_points, *, u=None, r=None, a_cv=None, e_aa=None,
-                         want_a=True, want_b=True, want_x=True):
+                         want_a=True, want_b=True, want_x=True, weight=None):
     """:func:`causal_jacobians` on the two halves of the samples: ``(A, B, X, se_a, se_b)`` with
     the full-sample means and the split-half standard errors (absolute Frobenius) of ``A``, ``B``
-    (``se = |J_1 - J_2| / sqrt(1/n_1 + 1/n_2) / sqrt(n)``; inf with a single sample)."""
+    (``se = |J_1 - J_2| / sqrt(1/n_1 + 1/n_2) / sqrt(n)``; inf with a single sample), over the
+    entries where ``weight`` (n, n) is 1 when given."""
     s = h.shape[0]
     half = s // 2
     sl = lambda t, a, b: None if t is None else t[a:b]  # noqa: E731
@@ -162,6 +163,7 @@ def split_half_jacobians(h, z, c, d, act, n_points, *, u=None, r=None, a_cv=None
     w1, w2 = half / s, (s - half) / s
     mean = [None if p1 is None else w1 * p1 + w2 * p2 for p1, p2 in zip(*parts)]
     scale = 1.0 / math.sqrt((1.0 / half + 1.0 / (s - half)) * s)
-    ses = [math.inf if p1 is None else float(torch.linalg.matrix_norm(p1 - p2)) * scale
+    ses = [math.inf if p1 is None else float(torch.linalg.matrix_norm(
+        (p1 - p2) if weight is None else (p1 - p2) * weight)) * scale
            for p1, p2 in zip(parts[0][:2], parts[1][:2])]
     return mean[0], mean[1], (mean[2] if want_x else None), ses[0], ses[1]

@@ -31,8 +31,8 @@ def solve_perturbative_mc(problem: Problem, run, *, step: float = STEP, dtype=to
                           device="cpu", **options) -> Solution:
     """``q(0) + gamma0^2 q_2`` with ``q_2`` from the symmetric difference above.
 
-    run: ``callable(gamma0, **options) -> core dict`` (``theory.montecarlo.run_iterations``
-    with everything but gamma0 bound); options go to it (seed, samples, ...).
+    run: ``callable(gamma0, **options) -> theory.mc_loop.Core`` (the loop with everything but
+    gamma0 bound); options go to it.
     """
     if not (isinstance(step, (int, float)) and step > 0):
         raise ValueError(f"perturbative_step: must be a positive number, got {step!r}")
@@ -52,34 +52,38 @@ def solve_perturbative_mc(problem: Problem, run, *, step: float = STEP, dtype=to
     def coef(a, b, c):
         return (a + b - 2.0 * c) / h2
 
-    q2 = {"phi": [coef(a, b, c) for a, b, c in zip(plus["phi"], minus["phi"], q0["phi"])],
-          "g": [coef(a, b, c) for a, b, c in zip(plus["g"], minus["g"], q0["g"])],
-          "f": coef(plus["f"], minus["f"], q0["f"]), "ntk": coef(plus["ntk"], minus["ntk"], q0["ntk"])}
+    q2 = {"phi": [coef(a, b, c) for a, b, c in zip(plus.phi, minus.phi, q0["phi"])],
+          "g": [coef(a, b, c) for a, b, c in zip(plus.g, minus.g, q0["g"])],
+          "f": coef(plus.f, minus.f, q0["f"]), "ntk": coef(plus.ntk, minus.ntk, q0["ntk"])}
     loss = lambda f: ((f[:, :p] - y) ** 2).mean(-1)  # noqa: E731
     loss0 = loss(f0)
-    loss2 = coef(loss(plus["f"]), loss(minus["f"]), loss0)
+    loss2 = coef(loss(plus.f), loss(minus.f), loss0)
     e = problem.gamma0**2
     to4 = lambda m: m.reshape(t1, pa, t1, pa)  # noqa: E731
     f = q0["f"] + e * q2["f"]
-    statuses = {plus["status"], minus["status"]}
-    status = Status.CONVERGED if statuses == {Status.CONVERGED} else (
-        Status.DIVERGED if Status.DIVERGED in statuses else Status.MAX_ITERATIONS)
+    bad = [(name, c) for name, c in (("+h", plus), ("-h", minus)) if not c.status.ok]
+    status = bad[0][1].status if bad else Status.CONVERGED
     f2 = q2["f"]
     info = {
         "step": float(step),
-        "runs": {"plus": plus["info"], "minus": minus["info"]},
+        "runs": {"plus": plus.info, "minus": minus.info},
         "second_order": {
             "loss": loss2, "f_train": f2[:, :p], "f_test": f2[:, p:] if problem.n_test else None,
             "ntk": q2["ntk"], "phi": tuple(to4(m) for m in q2["phi"]),
             "g": tuple(to4(m) for m in q2["g"]),
         },
     }
+    if not bad:  # the bound each run met, on the scale of q_2 (like the residual below)
+        info["tolerance"] = max(plus.info["tolerance"], minus.info["tolerance"]) / h2
+    if bad:
+        info["reason"] = "; ".join(f"the run at gamma0 = {name} ended {c.status.value}: "
+                                   f"{c.info.get('reason')}" for name, c in bad)
     return Solution(
         problem=problem, scheme="perturbative", t=problem.times.to(**kw), loss=loss0 + e * loss2,
         f_train=f[:, :p], f_test=f[:, p:] if problem.n_test else None,
         ntk=q0["ntk"] + e * q2["ntk"],
         phi=tuple(to4(a + e * b) for a, b in zip(q0["phi"], q2["phi"])),
         g=tuple(to4(a + e * b) for a, b in zip(q0["g"], q2["g"])),
-        status=status, iterations=max(plus["iterations"], minus["iterations"]),
-        residual=max(plus["residual"], minus["residual"]) / h2, info=info,
+        status=status, iterations=max(plus.iterations, minus.iterations),
+        residual=max(plus.residual, minus.residual) / h2, info=info,
     )

@@ -21,6 +21,11 @@ from .activations import Activation, get_activation
 
 ArrayLike = Any  # numpy array, torch tensor or nested sequence
 
+#: Largest entry of the input Gram matrix ``Kx`` (and of the lazy NTK) a Problem accepts. The
+#: solvers square kernels (eigendecompositions, products of two kernels), so entries much past
+#: ``sqrt(float64 max) ~ 1e154`` overflow; 1e100 leaves room for the products of a deep network.
+MAX_KERNEL = 1e100
+
 
 def _as_matrix(name: str, value: ArrayLike) -> torch.Tensor:
     try:
@@ -117,12 +122,38 @@ class Problem:
                 rel = ">" if strict else ">="
                 raise ValueError(f"{name}: must be finite and {rel} {lo}, got {v!r}")
             set_(name, fv)
+        self._check_scale()
         limit = self.eta_limit()
         if self.eta >= limit:
             raise ValueError(
                 f"eta: {self.eta} is past the stability limit of gradient descent on the lazy NTK "
                 f"(eta < 2 P / lambda_max(K) = {limit:.4g}); lower eta"
             )
+
+    def _check_scale(self) -> None:
+        """Reject inputs whose Gram matrix or lazy kernels overflow (ValueError naming the field)."""
+        kx = self.kx
+        big = torch.diagonal(kx)  # |x_mu|^2 / D bounds row mu (Cauchy-Schwarz)
+        bad = ~torch.isfinite(big) | (big > MAX_KERNEL)
+        if bool(bad.any()):
+            first = int(torch.nonzero(bad)[0])
+            name = "x_train" if first < self.n_train else "x_test"
+            top = float(big[bad].nan_to_num(nan=math.inf).max())
+            got = "is not finite (overflow)" if not math.isfinite(top) else f"reaches {top:.3g}"
+            raise ValueError(
+                f"{name}: the input Gram matrix X X^T / D {got}, past the largest value the "
+                f"solvers handle ({MAX_KERNEL:g}); rescale the inputs"
+            )
+        from .lazy import lazy_kernels  # local import: lazy.py imports this module
+
+        ntk = lazy_kernels(kx, self.depth, self.activation).ntk
+        size = float(ntk.abs().max())
+        if not math.isfinite(size) or size > MAX_KERNEL:
+            raise ValueError(
+                f"x_train: the lazy NTK of these inputs reaches {size:.3g} (limit {MAX_KERNEL:g}) for "
+                f"depth={self.depth}, activation={self.activation.name!r}; rescale the inputs"
+            )
+        self._cache["lazy_ntk"] = ntk
 
     # ----------------------------------------------------------------- derived quantities
     @property
@@ -166,8 +197,12 @@ class Problem:
             from .lazy import lazy_kernels  # local import: lazy.py imports this module
 
             p = self.n_train
-            k = lazy_kernels(self.kx[:p, :p], self.depth, self.activation).ntk
-            lmax = float(torch.linalg.eigvalsh(k)[-1])
+            k = self._cache.get("lazy_ntk")
+            k = lazy_kernels(self.kx[:p, :p], self.depth, self.activation).ntk if k is None else k[:p, :p]
+            try:
+                lmax = float(torch.linalg.eigvalsh(0.5 * (k + k.T))[-1])
+            except torch.linalg.LinAlgError as exc:  # pragma: no cover - guarded by _check_scale
+                raise ValueError(f"x_train: the lazy NTK cannot be diagonalised ({exc})") from None
             self._cache["eta_limit"] = math.inf if lmax <= 0 else 2.0 * p / lmax
         return self._cache["eta_limit"]
 

@@ -12,12 +12,14 @@ from .problem import Problem
 
 
 class Status(str, Enum):
-    """Outcome of a solve. ``ok`` is True only for CONVERGED and EXACT."""
+    """Outcome of a solve. ``ok`` is True only for EXACT and CONVERGED; every other status comes
+    with ``Solution.info["reason"]`` saying why, in words."""
 
-    EXACT = "exact"  # closed form, no iteration (lazy / NTK)
-    CONVERGED = "converged"  # fixed point reached to the stated tolerance
-    MAX_ITERATIONS = "max_iterations"  # budget spent before the tolerance was met
-    DIVERGED = "diverged"  # kernels blew up (past the critical gamma0) or became non-finite
+    EXACT = "exact"  # closed form, no iteration (lazy / NTK; linear perturbation theory)
+    CONVERGED = "converged"  # fixed point reached: residual below the tolerance AND small
+    MAX_ITERATIONS = "max_iterations"  # budget spent before the residual fell below the tolerance
+    NOISE_LIMITED = "noise_limited"  # the Monte Carlo noise floor itself is too large to trust
+    DIVERGED = "diverged"  # the dynamics blew up (info["diverged_step"]), past the critical gamma0
 
     @property
     def ok(self) -> bool:
@@ -43,8 +45,11 @@ class Solution:
     g:        tuple of L tensors (T+1, P_all, T+1, P_all): ``g[l] = G^{l+1}(t, s)``.
     response_a, response_b: tuples of the response functions the scheme uses (see the solver's
               docstring for their layout), or None where the scheme has none (ntk, gia).
-    status, iterations, residual: convergence report; ``residual`` is the last relative change
-              of the kernels (0 for exact schemes).
+    status, iterations, residual: convergence report (:class:`Status`); ``residual`` is the
+              relative change of the kernels the verdict was based on (0 for exact schemes) and
+              ``info["tolerance"]`` the bound an iterative CONVERGED solve met. A status that is
+              not ok always comes with ``info["reason"]``; DIVERGED with ``info["diverged_step"]``
+              (the fields are NaN from that step on).
     scheme:   "dmft", "gia", "ntk" or "perturbative".
     info:     free-form details (samples used, timings, the Monte Carlo standard errors, ...).
 
@@ -101,6 +106,8 @@ class Solution:
                         f"Solution.{name}: expected per-layer shape {(T1, Pa, T1, Pa)}, got {tuple(arr.shape)}"
                     )
         object.__setattr__(self, "status", Status(self.status))
+        if not self.status.ok and not self.info.get("reason"):
+            raise ValueError(f"Solution.info: status {self.status.value!r} needs a 'reason'")
 
     @property
     def ok(self) -> bool:

@@ -43,6 +43,36 @@ def _enum(cls, value, field: str):
         ) from None
 
 
+#: Every keyword option of :func:`solve`: name -> (methods that use it, meaning). The method is
+#: "ntk" (closed-form lazy solution: ``scheme="ntk"`` or ``gamma0 = 0``), "linear" (the exact
+#: solver of linear networks, ``theory.linear``) or "mc" (the Monte Carlo solver of nonlinear
+#: networks, ``theory.montecarlo``). An option of another method is accepted and ignored (so one
+#: set of options serves a sweep over activations and gamma0); an unknown name is a TypeError.
+OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "dtype": (("ntk", "linear", "mc"), "torch.float64 (default) or torch.float32"),
+    "device": (("ntk", "linear", "mc"), "'cpu' (default) or 'cuda[:i]'"),
+    "tol": (("linear", "mc"), "stopping tolerance on the residual (None: the method's default)"),
+    "max_iterations": (("linear", "mc"), "iteration budget (linear: sweeps per time step)"),
+    "blowup": (("linear",), "growth of loss / NTK over their start taken as divergence"),
+    "threads": (("linear",), "torch intra-op threads during the solve (None: leave alone)"),
+    "samples": (("mc",), "Monte Carlo samples per layer and iteration (default 4000)"),
+    "response_samples": (("mc",), "samples whose pathwise Jacobians give the responses"),
+    "damping": (("mc",), "mixing weight of each new estimate, in (0, 1]"),
+    "average_iterations": (("mc",), "iterations averaged after convergence"),
+    "control_variate": (("mc",), "'auto', 'linearized', 'lazy' or 'none'"),
+    "seed": (("mc",), "random seed of the sampler"),
+    "progress": (("mc",), "print one line per iteration"),
+    "gauss_seidel": (("mc",), "layer l sees this sweep's estimates of layer l - 1"),
+    "warmup": (("mc",), "fractions of the samples used by the first iterations"),
+    "perturbative_step": (("mc",), "finite-difference step in gamma0 (scheme 'perturbative')"),
+    "response_every": (("mc",), "re-estimate the responses every this many iterations"),
+    "response_average": (("mc",), "running mean over agreeing response refreshes"),
+    "march": (("mc",), "'auto' (march in time when whole trajectories fail), 'never', 'always'"),
+    "march_replicas": (("mc",), "independent time-marching replicas (their spread is the error)"),
+    "march_blocks": (("mc",), "blocks of the first time-marching try"),
+}
+
+
 def solve(
     problem: Problem,
     scheme: str | Scheme = "dmft",
@@ -54,36 +84,73 @@ def solve(
     """Infinite-width prediction for ``problem`` under ``scheme``.
 
     ``update`` chooses the output update ("exact" for gradient descent with step eta, the
-    default; "first_order" for the gradient-flow/Euler update). Further keyword options go to
-    the solver (tolerance, iteration budget, and for nonlinear networks samples, damping, seed,
-    device, dtype; see :func:`theory.linear.solve_linear` and :func:`theory.montecarlo.solve_mc`).
-    With ``strict=True`` a solve that does not converge or diverges raises
-    :class:`theory.SolverError`; otherwise the status is on the solution.
+    default; "first_order" for the gradient-flow/Euler update). With ``strict=True`` a solve
+    whose status is not ok (see :class:`theory.Status`) raises :class:`theory.SolverError`;
+    otherwise the status and ``info["reason"]`` are on the solution.
+
+    Keyword options (``theory.solve.OPTIONS``; each is used by the methods in brackets and
+    ignored by the others; an unknown keyword is a TypeError listing these):
+
+    {table}
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem: expected theory.Problem, got {type(problem).__name__}")
     scheme = _enum(Scheme, scheme, "scheme")
     update = _enum(Update, update, "update")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"solve: unknown option(s) {unknown}; valid options are {sorted(OPTIONS)}")
+    if "dtype" in options:
+        options["dtype"] = check_dtype(options["dtype"])
+    if "device" in options:
+        options["device"] = check_device(options["device"])
     if scheme is Scheme.NTK or problem.gamma0 == 0.0:
-        sol = solve_ntk(problem, scheme=scheme.value, **_only(options, ("dtype", "device")))
+        sol = solve_ntk(problem, scheme=scheme.value, **_for("ntk", options))
     elif problem.activation.is_linear:
         from .linear import solve_linear
 
-        sol = solve_linear(problem, scheme=scheme.value, update=update.value, **options)
+        sol = solve_linear(problem, scheme=scheme.value, update=update.value, **_for("linear", options))
     else:
         from .montecarlo import solve_mc
 
-        sol = solve_mc(problem, scheme=scheme.value, update=update.value, **options)
+        sol = solve_mc(problem, scheme=scheme.value, update=update.value, **_for("mc", options))
     if strict:
         sol.raise_for_status()
     return sol
 
 
-def _only(options: dict, allowed: tuple[str, ...]) -> dict:
-    extra = sorted(set(options) - set(allowed))
-    if extra:
-        raise TypeError(f"solve(scheme='ntk'): unexpected options {extra}")
-    return options
+if solve.__doc__:  # None under python -OO
+    solve.__doc__ = solve.__doc__.replace("{table}", "\n    ".join(
+        f"{name:<19} [{', '.join(methods)}] {text}" for name, (methods, text) in OPTIONS.items()))
+
+
+def _for(method: str, options: dict) -> dict:
+    """The options that ``method`` uses (the others are ignored by design)."""
+    return {k: v for k, v in options.items() if method in OPTIONS[k][0]}
+
+
+#: Floating dtypes the solvers support.
+DTYPES = (torch.float64, torch.float32)
+
+
+def check_dtype(dtype) -> torch.dtype:
+    """``dtype`` if it is a supported torch floating dtype, else a ValueError naming the field."""
+    if not isinstance(dtype, torch.dtype) or dtype not in DTYPES:
+        raise ValueError(f"dtype: must be a torch floating dtype (torch.float64, torch.float32), got {dtype!r}")
+    return dtype
+
+
+def check_device(device) -> torch.device:
+    """``device`` parsed and available (same wording as ``simulate.train``), else a ValueError."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: cannot parse {device!r}; use 'cpu' or 'cuda[:i]'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: CUDA was requested but torch.cuda.is_available() is False; use 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: {dev.type!r} is not supported; valid values are 'cpu' and 'cuda'")
+    return dev
 
 
 def solve_ntk(
