@@ -7,7 +7,8 @@ evaluates each claim with the matching check and reports pass / fail / inconclus
     [[claim]]
     name = "rich-loss-width-independent"      # required, unique
     statement = "free text shown in the report"
-    kind = "width_independence"               # convergence | width_independence | breakdown
+    kind = "width_independence"               # convergence | width_independence | breakdown |
+                                              # fluctuation | single_width (docs/finite_width.md)
     observable = "loss"                       # or observables = ["loss", "test_loss"]
     statistic = "rel_diff_vs_widest"          # optional: which rows decide (default per kind)
     tolerance = 0.05                          # required, > 0
@@ -64,6 +65,8 @@ DEFAULT_STATISTIC = {
     "width_independence": "rel_diff_vs_widest",
     "breakdown": "rel_error_vs_dmft",
     "cnn_width_independence": "rel_diff_vs_widest",
+    "fluctuation": "fluctuation",
+    "single_width": "single_width_mean",
 }
 KEYS = {"name", "statement", "kind", "observable", "observables", "statistic", "tolerance",
         "problem", "grid", "options"}

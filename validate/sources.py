@@ -1,7 +1,7 @@
 """Where the numbers come from: the theory (``theory.solve``) and networks (``simulate.train``).
 
 Checks only talk to a :class:`Context`: ``ctx.theory(problem, scheme)``, ``ctx.networks(problem,
-width, seeds)`` and ``ctx.result(job)`` (any ``validate.jobs`` job). Each request is a job with a
+width, seeds)`` and ``ctx.result(job)`` (any ``validate.jobs`` job, e.g. ``ctx.fluctuation_job(...)``). Each request is a job with a
 key over its full specification (``validate.jobs``); results are memoised for the run and
 computed through ``simulate.sweep.run_sweep`` with the disk cache under ``cache_dir``, so a rerun
 reuses finished work. Tests inject a synthetic ``trainer`` or ``solver``.
@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from .jobs import EnsembleTask, SolveTask
+from .jobs import EnsembleTask, FluctuationTask, SolveTask, default_predictor, fluctuation_method
 
 Trainer = Callable[..., Any]  # trainer(problem, width, seeds=S, *, seed=0, device="cpu")
 
@@ -104,6 +104,7 @@ class Context:
     trainer: Trainer | None = None
     solver: Callable[..., Any] | None = None
     solver_options: dict = field(default_factory=dict)
+    predictor: Callable[..., Any] | None = None
     session: Session = field(default_factory=Session, repr=False)
     stats: dict = field(default_factory=lambda: {"solves": 0, "trained": 0, "cache_hits": 0})
 
@@ -121,6 +122,15 @@ class Context:
         """An ensemble of ``seeds`` networks of width ``width`` (two-time kernels if asked)."""
         return EnsembleTask(problem, int(width), int(seeds), int(self.seed), str(self.device),
                             self.trainer or default_trainer(), bool(two_time))
+
+    def fluctuation_job(self, problem, method: str = "auto", *, solver_options: dict | None = None,
+                        **options) -> FluctuationTask:
+        """The finite-width prediction ``predictor(problem, method, solution=..., **options)``
+        (``theory.fluctuations`` unless ``predictor`` is set) around the solve of
+        :meth:`theory_job` (the ntk scheme for the lazy method, else dmft, with ``solver_options``)."""
+        method = fluctuation_method(problem, str(method))
+        solve = self.theory_job(problem, "ntk" if method == "lazy" else "dmft", **(solver_options or {}))
+        return FluctuationTask(solve, method, dict(sorted(options.items())), self.predictor or default_predictor)
 
     # ------------------------------------------------------------------ results
     def theory(self, problem, scheme: str = "dmft", **options):
@@ -166,7 +176,7 @@ class Context:
         if cached:
             self.stats["cache_hits"] += 1
         else:
-            self.stats["solves" if job.kind == "solve" else "trained"] += 1
+            self.stats["solves" if job.kind in ("solve", "fluctuation") else "trained"] += 1
 
     def _warn_uncacheable(self, jobs) -> None:
         if self.cache_dir is None:

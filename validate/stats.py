@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats as sps
 
 from .frame import Verdict
 
@@ -122,6 +123,105 @@ def extrapolated_residual(
     se2 = var**0.5 / ref2
     lo, hi = ssqrt(rho2 - z * se2), ssqrt(rho2 + z * se2)
     if reference_se is not None:  # |r| lies within |delta| -+ |eps_theory| (triangle inequality)
+        th = float(reference_se.reshape(-1).to(torch.float64).norm()) / ref2**0.5
+        lo, hi = lo - z * th, hi + z * th
+    return Residual(rho2=rho2, rho2_se=se2, estimate=max(rho2, 0.0) ** 0.5, lo=lo, hi=hi,
+                    stderr=(hi - lo) / (2 * z), raw=(r2 / ref2) ** 0.5, noise=(tr_r / ref2) ** 0.5)
+
+
+def _flat(samples: torch.Tensor) -> torch.Tensor:
+    return samples.reshape(samples.shape[0], -1).to(torch.float64)
+
+
+@dataclass(frozen=True)
+class VarianceRatio:
+    """Pooled seed variance over a predicted one, ``R = sum_e s_e^2 / sum_e sigma_e^2``.
+
+    estimate: ``log R``; lo, hi: its chi-square interval, widened by the prediction's own error;
+    stderr: ``(hi - lo) / (2 z)``; ratio: ``R``; dof: the interval's degrees of freedom.
+    """
+
+    ratio: float
+    estimate: float
+    lo: float
+    hi: float
+    stderr: float
+    dof: float
+
+
+def variance_ratio(samples: torch.Tensor, predicted: torch.Tensor, predicted_se: torch.Tensor | None = None,
+                   *, z: float = Z_DEFAULT) -> VarianceRatio:
+    """Test statistic of the ``fluctuation`` check (docs/finite_width.md section 10).
+
+    samples: (S, ...) per-seed values (S >= 3); predicted: (...) the predicted per-seed variance
+    of each entry (``N Var / N``); predicted_se: same shape, its standard error, or None (exact).
+
+    ``sum_e s_e^2`` (``s_e^2`` the unbiased seed variance of entry e) is a weighted sum of
+    chi-square variables; it is treated as ``(sum_e sigma_e^2 / nu) chi2_nu`` (Satterthwaite)
+    with ``nu = 2 (sum_e s_e^2)^2 / Var(sum_e s_e^2)``, the variance measured from the seeds'
+    squared distances to their mean: ``nu`` is ``S (tr C)^2 / tr C^2`` for Gaussian seeds, and
+    smaller (a wider interval) for heavy-tailed ones. The interval of the true ratio is
+    ``[R nu / chi2_hi(nu), R nu / chi2_lo(nu)]`` at two-sided level ``2 (1 - Phi(z))``, on the log
+    scale, widened by ``z`` times the relative error of ``sum_e sigma_e^2`` (errors of the entries
+    taken as fully correlated, the conservative bound).
+    """
+    x = _flat(samples)
+    s = x.shape[0]
+    if s < 3:
+        raise ValueError(f"samples: need at least 3 seeds for a variance, got {s}")
+    dev = x - x.mean(0)
+    y = (dev**2).sum(1)  # squared distance of each seed to the mean
+    emp = float(y.sum()) / (s - 1)
+    pred = float(predicted.to(torch.float64).clamp(min=0).sum())
+    if pred <= 0:
+        ratio = np.inf if emp > 0 else 1.0
+        return VarianceRatio(ratio, float(np.log(ratio)), -np.inf, np.inf, np.inf, np.nan)
+    ratio = emp / pred
+    var_emp = float(y.var(correction=1)) / s * (s / (s - 1)) ** 2
+    dof = float(np.clip(2 * emp**2 / max(var_emp, 1e-300), 1.0, (s - 1) * x.shape[1]))
+    alpha = 2.0 * sps.norm.sf(z)
+    lo = np.log(ratio * dof / sps.chi2.ppf(1 - alpha / 2, dof)) if ratio > 0 else -np.inf
+    hi = np.log(ratio * dof / sps.chi2.ppf(alpha / 2, dof)) if ratio > 0 else -np.inf
+    if predicted_se is not None:
+        rel = float(predicted_se.to(torch.float64).abs().sum()) / pred
+        lo, hi = lo - z * rel, hi + z * rel
+    est = float(np.log(ratio)) if ratio > 0 else -np.inf
+    return VarianceRatio(float(ratio), est, float(lo), float(hi), float((hi - lo) / (2 * z)), dof)
+
+
+def single_width_residual(samples: torch.Tensor, reference: torch.Tensor, predicted: torch.Tensor,
+                          reference_se: torch.Tensor | None = None, *, z: float = Z_DEFAULT) -> Residual:
+    """Test statistic of the ``single_width`` check: the ensemble mean of ONE width against the
+    theory, with the *predicted* noise of the mean (docs/finite_width.md section 10).
+
+    samples: (S, ...) per-seed values (S >= 3); reference: (...) the theory; predicted: (...) the
+    predicted per-seed variance of each entry (``N Var / N``); reference_se: the theory's Monte
+    Carlo standard error or None. Same quantities as :func:`extrapolated_residual` with
+    ``r = mean - reference`` and ``Sigma_r = C / S``, where ``C`` has the predicted variances on
+    its diagonal and the seeds' measured correlations between entries (the prediction gives
+    variances, not every covariance): ``tr Sigma_r = sum_e sigma_e^2 / S`` exactly,
+    ``tr Sigma_r^2`` and ``r^T Sigma_r r`` from the S x S Gram matrix of the standardised seeds.
+    """
+    x = _flat(samples)
+    s = x.shape[0]
+    if s < 3:
+        raise ValueError(f"samples: need at least 3 seeds, got {s}")
+    sig = predicted.reshape(-1).to(torch.float64).clamp(min=0).sqrt()
+    ref = reference.reshape(-1).to(torch.float64)
+    ref2 = float((ref**2).sum()) or 1e-300
+    m = x.mean(0)
+    sd = x.std(0, correction=1)
+    a = torch.where(sd > 0, (x - m) / torch.where(sd > 0, sd, torch.ones_like(sd)), torch.zeros_like(x))
+    a = a * sig / (s - 1) ** 0.5  # C = a^T a: measured correlations, predicted variances
+    r = m - ref
+    tr_r = float((sig**2).sum()) / s
+    tr_r2 = _tr_sq(a) / s**2
+    quad = float(((a @ r) ** 2).sum()) / s
+    r2 = float((r**2).sum())
+    rho2 = (r2 - tr_r) / ref2
+    se2 = (2 * tr_r2 + 4 * max(quad - tr_r2, 0.0)) ** 0.5 / ref2
+    lo, hi = ssqrt(rho2 - z * se2), ssqrt(rho2 + z * se2)
+    if reference_se is not None:
         th = float(reference_se.reshape(-1).to(torch.float64).norm()) / ref2**0.5
         lo, hi = lo - z * th, hi + z * th
     return Residual(rho2=rho2, rho2_se=se2, estimate=max(rho2, 0.0) ** 0.5, lo=lo, hi=hi,

@@ -9,7 +9,9 @@ field is the theory's value plus a known ``O(1/N)`` bias and ``O(N^{-1/2})`` see
 with ``a_s`` one standard normal per seed (a common mode) and ``e_s`` independent per element
 (multiplicative, so exact zeros such as the centred outputs at t = 0 stay exact).
 So the truth is known: the ensemble mean converges to the theory, per-seed errors shrink like
-``N^{-1/2}``. Used by the tests and by ``benchmarks.false_alarm``.
+``N^{-1/2}``, and every entry has ``N Var = (noise X_theory)^2`` to leading order, which
+:func:`synthetic_predictor` returns as a ``theory.fluctuations`` stand-in. Used by the tests and
+by ``benchmarks/bench_fluctuation_checks.py``.
 """
 
 from __future__ import annotations
@@ -84,3 +86,37 @@ def synthetic_trainer(reference_solver, *, noise: float = 1.0, bias: float = 1.0
 
     train.__name__ = "synthetic_trainer"
     return train
+
+
+@dataclass(frozen=True)
+class SyntheticFluctuations:
+    """The fields of ``theory.Fluctuations`` that ``validate`` reads (``N Var`` per entry)."""
+
+    method: str
+    status: Any
+    loss: torch.Tensor
+    f_train: torch.Tensor
+    f_test: torch.Tensor | None
+    ntk: torch.Tensor
+    phi: tuple[torch.Tensor, ...]
+    g: tuple[torch.Tensor, ...]
+    info: dict
+
+
+def synthetic_predictor(*, noise: float = 1.0, scale: float = 1.0):
+    """A ``predictor(problem, method, solution=..., **options)`` (``validate.Context.predictor``)
+    giving the exact leading-order ``N Var`` of :func:`synthetic_networks` around ``solution``,
+    ``(noise X)^2`` per entry, times ``scale`` (1: the truth; otherwise a planted fault)."""
+
+    def predict(problem, method="auto", *, solution, **_):
+        from theory import Status
+
+        sq = lambda x: None if x is None else scale * noise**2 * x.to(torch.float64) ** 2  # noqa: E731
+        L = solution.problem.depth
+        return SyntheticFluctuations(
+            method="synthetic", status=Status.EXACT, loss=sq(solution.loss), f_train=sq(solution.f_train),
+            f_test=sq(solution.f_test), ntk=sq(solution.ntk), phi=tuple(sq(solution.phi_diag(l)) for l in range(L)),
+            g=tuple(sq(solution.g_diag(l)) for l in range(L)), info={})
+
+    predict.__name__ = "synthetic_predictor"
+    return predict

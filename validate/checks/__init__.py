@@ -6,7 +6,7 @@
     breakdown.py     where NTK, GIA and perturbation theory part from the DMFT
     width.py         width independence at fixed gamma0, with the fixed-gamma contrast
     cnn_width.py     the same for CNNs (channel counts)
-    fluctuation.py   seed spread and single-width means against theory.fluctuations
+    fluctuation.py   seed variance and single-width means against theory.fluctuations
     common.py        shared helpers; ``Unavailable``: rows when a solve/training gives no answer
     fields.py        strict typed fields of the check dataclasses
 """
@@ -14,7 +14,7 @@
 from .breakdown import Breakdown
 from .cnn_width import CNNWidthIndependence
 from .convergence import Convergence
-from .fluctuation import Fluctuation
+from .fluctuation import Fluctuation, SingleWidth
 from .width import WidthIndependence
 
 CHECKS = {
@@ -23,6 +23,7 @@ CHECKS = {
     "width_independence": WidthIndependence,
     "cnn_width_independence": CNNWidthIndependence,
     "fluctuation": Fluctuation,
+    "single_width": SingleWidth,
 }
 
-__all__ = ["CHECKS", "Breakdown", "CNNWidthIndependence", "Convergence", "Fluctuation", "WidthIndependence"]
+__all__ = ["CHECKS", "Breakdown", "CNNWidthIndependence", "Convergence", "Fluctuation", "SingleWidth", "WidthIndependence"]

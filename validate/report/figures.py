@@ -12,6 +12,8 @@ returns one :class:`Plot` per PNG it wrote, naming the check it belongs to:
     breakdown     per check: each approximation's discrepancy over gamma0, against the tolerance
     widths        per width-independence check: final ensemble means against width, at fixed
                   gamma0 (the test) and at fixed gamma (the contrast)
+    bands         per fluctuation check and observable: theory +- 2 predicted seed standard
+                  deviations at each width against the networks' spread (report.bands)
 """
 
 from __future__ import annotations
