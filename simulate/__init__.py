@@ -9,7 +9,7 @@ cached on disk).
 
 Modules:
     train         ``train``: full-batch gradient descent on S networks of one width, batched over seeds
-    setup         the checked inputs of ``train``, its kernel modes and memory plan
+    inputs        the checked inputs of ``train``, its kernel modes and memory plan
     mlp           the forward/backward/update maths of the MLP (mean-field parameterisation)
     trajectories  ``Trajectories``: the result of ``train``, with a leading seed axis
     cnn           the mean-field CNN of the paper's Fig. 4, trained by SGD
@@ -28,7 +28,7 @@ from .cache import Cache, CacheWarning, default_folder
 from .executors import ExecutorSpec, available_cores, open_executor
 from .sweep import Job, Task, grid, run_sweep
 from .trajectories import OBSERVABLES, DivergenceError, Trajectories
-from .setup import KERNEL_MODES, check_device
+from .inputs import KERNEL_MODES, check_device
 from .train import train
 
 __all__ = [

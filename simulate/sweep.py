@@ -29,7 +29,7 @@ from theory.problem import Problem
 from .cache import Cache, Record, spec_key
 from .executors import closing, one_thread, process_pool
 from .identity import problem_identity, source_version
-from .setup import check_kernels, check_record
+from .inputs import check_kernels, check_record
 from .train import train
 from .trajectories import OBSERVABLES, Trajectories
 

@@ -1,7 +1,7 @@
 """``simulate.train``: full-batch gradient descent on S networks of one width, batched over seeds.
 
 THEORY.md section 1 (conventions) and DESIGN.md (contract). The forward/backward/update maths is
-in :mod:`simulate.mlp` and the input checks and memory plan in :mod:`simulate.setup`. Here: a
+in :mod:`simulate.mlp` and the input checks and memory plan in :mod:`simulate.inputs`. Here: a
 :class:`Recording` (the result buffers of every seed) and a :class:`SeedBatch` (the training
 state of the seeds that train together) whose :meth:`SeedBatch.step` runs one time step (causality
 forces the loop over steps), records its observables and flags divergence; ``train`` runs the
@@ -18,7 +18,7 @@ import torch
 from theory.problem import Problem
 
 from .mlp import DIVERGENCE_FACTOR, forward, gram_into, init_network, layer_grams, ntk_from_grams, sgd_step
-from .setup import TrainSetup, setup
+from .inputs import TrainSetup, setup
 from .trajectories import OBSERVABLES, Trajectories
 
 
