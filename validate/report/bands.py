@@ -20,8 +20,8 @@ SOURCES = ("theory_band", "network_spread")
 
 
 def _label(obs: str, layer) -> str:
-    entry = "" if obs == "loss" else "[0]" if obs.startswith("f_") else "[0, 0]"
-    return (obs if pd.isna(layer) else f"{obs}[layer {int(layer)}]") + entry
+    entry = "" if obs == "loss" else " entry 0" if obs.startswith("f_") else " entry (0, 0)"
+    return (obs if pd.isna(layer) else f"{obs} layer {int(layer)}") + entry
 
 
 def band_figures(tables: dict[str, pd.DataFrame], out: Path) -> list[tuple[str, str, str]]:
@@ -43,7 +43,10 @@ def band_figures(tables: dict[str, pd.DataFrame], out: Path) -> list[tuple[str, 
             ax.plot(net["time"], m, "C0-", lw=1, label="networks: seed mean")
             ax.plot(net["time"], m - 2 * sd, "C0--", lw=0.8, label="networks: ± 2 seed s.d.")
             ax.plot(net["time"], m + 2 * sd, "C0--", lw=0.8)
-            ax.set(xlabel="t", ylabel=label, title=f"N = {int(w)}")
+            ax.set(xlabel="time t", ylabel=label, title=f"N = {int(w)}")
+            if obs == "loss" and (v > 0).all():  # the decay spans decades: a log axis shows the band
+                ax.set_yscale("log")
+                ax.set_ylim(bottom=0.5 * min(v.min(), m.min()))
         suptitle(fig, f"{check}: {label}, theory ± 2 predicted seed standard deviations per width")
         legend_outside(fig)
         key = str(obs) if pd.isna(layer) else f"{obs}{int(layer)}"
