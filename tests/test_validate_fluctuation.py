@@ -230,6 +230,14 @@ bias = 2.0
     assert list(rows["verdict"]) == ["pass", "pass"], rows["reason"].tolist()
 
 
+def test_the_example_claim_file_parses():
+    from pathlib import Path
+
+    claims = load_claims(Path(__file__).resolve().parent.parent / "examples" / "finite_width.claims.toml")
+    assert [type(c.check) for c in claims] == [Fluctuation, SingleWidth]
+    assert [c.check.widths for c in claims] == [(256,), (256,)] and claims[1].check.bias == 2.0
+
+
 def test_report_draws_the_bands(tmp_path, monkeypatch):
     res = Fluctuation(name="fl", problem=SPEC, widths=(64, 256), seeds=100, observables=("loss", "g:1")).run(_ctx())
     meta = {"suite": "unit", "seed": 0, "environment": report.environment()}
