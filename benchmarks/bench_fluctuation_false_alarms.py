@@ -5,7 +5,7 @@
 
 Runs the four finite-width checks of the default suite (``validate.suites.default``: the rich
 deep linear MLP with the exact prediction, the lazy tanh MLP with the static-kernel prediction;
-widths 128 and 512, 256 seeds each) at ``--bases`` independent base seeds (networks ``b * 1000 +
+the suite's widths and seeds) at ``--bases`` independent base seeds (networks ``b * 1000 +
 i``, so no two bases share a network), on real ``simulate.train`` ensembles:
 
 - the correct theory: every gating row should pass; a ``fail`` row is a false alarm and an
