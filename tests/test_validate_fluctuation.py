@@ -96,6 +96,32 @@ def test_single_width_residual_uses_the_predicted_noise():
     assert off.lo > 0.015 and abs(off.estimate - 0.03) < 0.01
 
 
+def test_the_estimated_loss_bias_is_the_output_variance():
+    """E[mean_mu (f_mu - y_mu)^2] - mean_mu (E f_mu - y_mu)^2 = sum_mu Var f_mu / P: the shift of
+    ``bias_allowance`` against a Monte Carlo average of Gaussian outputs of known variance."""
+    from types import SimpleNamespace
+
+    from validate.checks.fluctuation import Arrays, bias_allowance
+    from validate.jobs import Prediction
+
+    gen = torch.Generator().manual_seed(3)
+    P, N, S = 4, 64, 200_000
+    f0 = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.3, -0.2, 0.5, 0.1]], dtype=torch.float64)  # (T+1, P)
+    nvar = torch.tensor([[0.0, 0.0, 0.0, 0.0], [2.0, 1.0, 4.0, 0.5]], dtype=torch.float64)  # N Var f
+    y = torch.tensor([1.0, -1.0, 0.5, 0.0], dtype=torch.float64)
+    f = f0 + (nvar / N).sqrt() * torch.randn(S, *f0.shape, generator=gen, dtype=torch.float64)
+    loss = ((f - y) ** 2).mean(-1)  # (S, T+1)
+    ref = ((f0 - y) ** 2).mean(-1)
+    pred = Prediction(None, {"f_train": nvar, "loss": torch.ones(2, dtype=torch.float64)}, {}, "exact", "x", "")
+    a = Arrays(N, loss, torch.ones(2, dtype=torch.float64) / N, None, ref, None)
+    shift, _ = bias_allowance("loss", a, pred, SimpleNamespace(n_train=P), slice(None), 2.0)
+    measured = loss.mean(0) - ref
+    se = loss.std(0) / S**0.5
+    assert torch.allclose(shift, nvar.sum(-1) / (N * P))
+    assert shift[1] > 8 * se[1] and abs(float(measured[1] - shift[1])) < 4 * float(se[1])
+    assert float(shift[0]) == 0.0 == float(measured[0])
+
+
 # ----------------------------------------------------------------------------- the checks
 def test_correct_prediction_passes_and_the_band_curves_are_written():
     res = Fluctuation(name="fl", **GRID).run(_ctx())
