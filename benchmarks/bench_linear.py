@@ -25,9 +25,7 @@ import torch
 
 from theory import Problem, solve
 from theory.data import gaussian_data
-from theory.linear import assemble
-from theory.linear_check import residual
-from theory.linear_march import intra_op_threads, march
+from theory.linear import assemble, intra_op_threads, march, residual
 
 
 def _best(fn, repeats):

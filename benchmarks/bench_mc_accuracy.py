@@ -110,7 +110,7 @@ def main() -> None:
         print(f"network reference: {time.perf_counter() - t:.1f} s")
     if args.reference_only:
         return
-    from theory.montecarlo import solve_mc
+    from theory import solve as solve_mc  # nonlinear: the Monte Carlo solver
 
     kw = {k: v for k, v in (("samples", args.samples), ("response_samples", args.response_samples),
                             ("response_every", args.response_every)) if v is not None}

@@ -24,8 +24,6 @@ from scipy.integrate import solve_ivp
 
 from theory import Problem, SolverError, Status, solve
 from theory.data import gaussian_data
-from theory.linear import solve_linear
-from theory.solve import solve_ntk
 
 
 def whitened(P, D, Q=0, seed=0):
@@ -105,8 +103,8 @@ def test_small_gamma0_tends_to_lazy_dynamics_like_gamma0_squared(update):
     gaps = []
     for g in (0.02, 0.04, 0.08):
         prob = _problem(g, depth=3)
-        sol = solve_linear(prob, update=update)
-        lazy = solve_ntk(prob)
+        sol = solve(prob, update=update)
+        lazy = solve(prob, "ntk")
         gap = max(
             float((sol.loss - lazy.loss).abs().max()),
             float((sol.f_test - lazy.f_test).abs().max()),
@@ -172,7 +170,7 @@ def test_past_critical_gamma0_reports_divergence_and_strict_raises():
 )
 def test_invalid_options_raise(kw):
     with pytest.raises(ValueError):
-        solve_linear(_problem(1.0), **kw)
+        solve(_problem(1.0), **kw)
 
 
 def test_front_door_rejects_unknown_scheme_and_update():

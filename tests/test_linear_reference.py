@@ -97,8 +97,13 @@ def test_solver_equals_plain_whole_trajectory_evaluation(scheme, update, depth):
         _close(sol.phi[l], ref["H"][l + 1].reshape(m, Pa, m, Pa))
         _close(sol.g[l][:, 0, :, 0], ref["G"][l + 1])
         if scheme == "dmft":
-            _close(sol.response_a[l], ref["A"][l + 1].reshape(m, Pa, m))
-            _close(sol.response_b[l], ref["B"][l].reshape(m, m, Pa))
+            native = sol.info["linear_responses"]
+            _close(native["a"][l], ref["A"][l + 1].reshape(m, Pa, m))
+            _close(native["b"][l], ref["B"][l].reshape(m, m, Pa))
+            if l >= 1:  # the common layout (theory.Solution): A^l spread over nu, B^l over mu
+                _close(sol.response_a[l - 1].sum(-1), ref["A"][l].reshape(m, Pa, m))
+                for mu in range(Pa):
+                    _close(sol.response_b[l - 1][:, mu], ref["B"][l].reshape(m, m, Pa))
     # the comparison covers real feature learning: far from the lazy (gamma0 -> 0) answer
     lazy = solve(prob.replace(gamma0=1e-4), scheme=scheme, update=update)
     assert float((sol.loss - lazy.loss).abs().max()) > 1e-3 * float(sol.loss[0])
@@ -106,7 +111,7 @@ def test_solver_equals_plain_whole_trajectory_evaluation(scheme, update, depth):
 
 def test_torch_and_numpy_march_backends_agree():
     """The march runs on NumPy for float eps on the CPU, on torch otherwise (GPU, dual eps)."""
-    from theory.linear_march import march
+    from theory.linear import march
 
     x, y, xt, yt = gaussian_data(4, 6, 2, seed=8)
     prob = Problem(x, y, xt, yt, depth=3, activation="linear", gamma0=1.5, eta=0.1, steps=9)
@@ -122,7 +127,7 @@ def test_torch_and_numpy_march_backends_agree():
 
 
 def test_forward_mode_derivative_in_eps_matches_finite_differences():
-    """The dual-number path of the march and assembly (used at eps = 0 by theory.perturbative)
+    """The dual-number path of the march and assembly (used at eps = 0 by theory.linear.perturbative)
     also at eps != 0: d q / d eps against a central difference of plain solves."""
     import torch.autograd.forward_ad as fwAD
 

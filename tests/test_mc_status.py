@@ -10,11 +10,13 @@ import math
 import pytest
 import torch
 
-from theory import Problem, SolverError, Status, solve
+from functools import partial
+
+from theory import Problem, Solution, SolverError, Status, solve
 from theory.data import gaussian_data
-from theory.mc_loop import NOISE_MAX, RESIDUAL_MAX
-from theory.montecarlo import solve_mc
-from theory.solution import Solution
+from theory.montecarlo import NOISE_MAX, RESIDUAL_MAX
+
+solve_mc = partial(solve, method="montecarlo")  # the sampler, also on linear networks
 
 
 def catapult() -> Problem:

@@ -1,6 +1,6 @@
-"""Perturbation theory (theory.perturbative): AD coefficient vs the full solver and a closed form.
+"""Perturbation theory (theory.linear.perturbative): AD coefficient vs the full solver and a closed form.
 
-The closed form is derived independently (see theory/perturbative.py docstring): the O(gamma0^2)
+The closed form is derived independently (see theory/linear/perturbative.py docstring): the O(gamma0^2)
 terms of the linear DMFT only involve lazy quantities, giving H^l_2 and G^l_2 in terms of
 v_k = eta sum_{j<k} Delta0(j) and V_k = eta sum_{i<k} Delta0(i) v_i^T (exact in discrete time).
 """

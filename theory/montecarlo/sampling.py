@@ -33,7 +33,7 @@ def symmetric_sqrt(cov: torch.Tensor, clip: float = CLIP) -> torch.Tensor:
     Unlike the eigenvector factor of :func:`factor_psd`, it is a continuous function of ``cov``
     (no sign or rotation ambiguity of eigenvectors), so nearby covariances turn the same
     standard-normal draws into nearby sources: common random numbers survive small changes of
-    the kernels (``theory.mc_perturbative``), and results do not hinge on round-off in ``eigh``.
+    the kernels (``theory.montecarlo.perturbative``), and results do not hinge on round-off in ``eigh``.
     """
     sym = 0.5 * (cov + cov.T)
     lam, vec = torch.linalg.eigh(sym)

@@ -23,8 +23,8 @@ import math
 import numpy as np
 import torch
 
-from .activations import Activation
-from .lazy import gaussian_moments, has_closed_form
+from ..activations import Activation
+from ..lazy import gaussian_moments, has_closed_form
 
 #: Terms of the Mehler series and quadrature nodes of the 1-D coefficient integrals.
 TERMS = 80
