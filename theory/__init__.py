@@ -16,6 +16,7 @@ Modules and subpackages:
 """
 
 from .activations import Activation, activation_names, get_activation
+from .fluctuations import fluctuations
 from .lazy import LazyKernels, gaussian_moments, lazy_dynamics, lazy_kernels
 from .problem import Problem
 from .solution import Solution, SolverError, Status
@@ -33,6 +34,7 @@ __all__ = [
     "Status",
     "Update",
     "activation_names",
+    "fluctuations",
     "gaussian_moments",
     "get_activation",
     "lazy_dynamics",

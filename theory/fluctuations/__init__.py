@@ -1,0 +1,22 @@
+"""Finite-width fluctuations: leading-order ``N * Var`` of every observable (issue 13).
+
+    from theory import fluctuations
+    fl = fluctuations(problem)          # method "auto": lazy, linear or montecarlo
+    fl.loss, fl.ntk, fl.std(1024).loss
+
+The derivation is ``docs/finite_width.md``. Modules:
+    base        the front door ``fluctuations`` (method dispatch, option checks)
+    result      the :class:`Fluctuations` result and its ``std(width)``
+    interface   everything taken from the rest of ``theory`` (one place to rebase)
+    layout      index layout and gradient-descent couplings shared by the methods
+    identity    finite-width response functions from the transpose identity
+    propagate   the shared engine: noise through the linearised DMFT, accumulated
+    lazy        gamma0 -> 0: static random kernels, closed forms
+    linear      deep linear networks: exact (Gaussian sites, Wick noise, algebraic map)
+    montecarlo  nonlinear networks: sampled sites, pathwise tangents with common random numbers
+"""
+
+from .base import Method, fluctuations
+from .result import Fluctuations, Spread
+
+__all__ = ["Fluctuations", "Method", "Spread", "fluctuations"]

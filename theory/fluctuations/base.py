@@ -1,0 +1,121 @@
+"""The front door ``fluctuations(problem, method=...)`` (``docs/finite_width.md``).
+
+Every field is ``N * Var`` (or ``N * Cov``) over random initialisations of a width-``N`` network,
+to leading order in ``1/N``: the standard deviation at width ``N`` is ``sqrt(field / N)``
+(:meth:`Fluctuations.std`). Methods:
+
+    "lazy"        gamma0 -> 0: static random kernels, closed forms (``theory.fluctuations.lazy``)
+    "linear"      exact for deep linear networks (``theory.fluctuations.linear``)
+    "montecarlo"  nonlinear networks, sampled sites (``theory.fluctuations.montecarlo``)
+    "auto"        lazy at gamma0 = 0, linear for linear networks, montecarlo otherwise
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from typing import Any
+
+from .interface import Problem, Solution, solve
+from .result import Fluctuations, nan_result
+
+
+#: Default relative tolerances of the linearised solve (the Monte Carlo estimate carries noise
+#: far above 1e-4; the exact linear method reaches round-off).
+TOL_EXACT, TOL_MC = 1e-8, 1e-4
+
+
+class Method(str, Enum):
+    AUTO = "auto"
+    LAZY = "lazy"
+    LINEAR = "linear"
+    MONTECARLO = "montecarlo"
+
+
+def _method(value) -> Method:
+    try:
+        return Method(value.value if isinstance(value, Enum) else str(value).lower())
+    except ValueError:
+        raise ValueError(f"method: unknown value {value!r}; valid values are {[m.value for m in Method]}") from None
+
+
+def _check_int(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name}: must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+def fluctuations(
+    problem: Problem,
+    method: str | Method = "auto",
+    *,
+    update: str = "exact",
+    solution: Solution | None = None,
+    samples: int | None = None,
+    population: int = 2000,
+    tol: float | None = None,
+    max_iterations: int = 60,
+    chunk: int = 64,
+    seed: int = 0,
+    strict: bool = False,
+    **solve_options: Any,
+) -> Fluctuations:
+    """Leading-order ``N * Var`` of every observable of ``problem`` (see the module docstring).
+
+    update: "exact" (gradient descent with step eta, default) or "first_order"; must match the
+        solution's. solution: the infinite-width solution to linearise around (default:
+        ``theory.solve(problem, update=update, **solve_options)``; the NTK scheme for "lazy").
+    samples: sampled single sites per layer for the noise (Monte Carlo default 1000; the linear
+        method uses its exact Wick basis unless given). population: Monte Carlo sites per layer
+        that estimate the linearised map. tol, max_iterations: the linearised solve's relative
+        tolerance (default 1e-8 exact methods, 1e-4 Monte Carlo) and iteration budget. chunk: noise directions solved together. seed: random
+        numbers of the sampled parts. With ``strict=True`` a result whose status is not ok raises
+        :class:`theory.SolverError`.
+    """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem: expected theory.Problem, got {type(problem).__name__}")
+    method = _method(method)
+    if update not in ("exact", "first_order"):
+        raise ValueError(f"update: unknown value {update!r}; valid values are ['exact', 'first_order']")
+    if samples is not None:
+        _check_int("samples", samples, 2)
+    _check_int("population", population, 4)
+    _check_int("max_iterations", max_iterations, 1)
+    _check_int("chunk", chunk, 1)
+    _check_int("seed", seed, 0)
+    if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
+        raise ValueError(f"tol: must be None or a positive number, got {tol!r}")
+    if method is Method.AUTO:
+        method = (Method.LAZY if problem.gamma0 == 0.0 else
+                  Method.LINEAR if problem.activation.is_linear else Method.MONTECARLO)
+    if method is Method.LINEAR and not problem.activation.is_linear:
+        raise ValueError(f"method: 'linear' needs activation 'linear', got {problem.activation.name!r}")
+    if method is not Method.LAZY and problem.gamma0 == 0.0:
+        raise ValueError("method: gamma0 = 0 has static kernels; use method='lazy' (or 'auto')")
+    t0 = time.perf_counter()
+    if solution is None:
+        scheme = "ntk" if method is Method.LAZY else "dmft"
+        solution = solve(problem, scheme, **({} if method is Method.LAZY else {"update": update}), **solve_options)
+    elif not isinstance(solution, Solution) or solution.problem is not problem and \
+            solution.problem.fingerprint() != problem.fingerprint():
+        raise ValueError("solution: must be a theory.Solution of this problem")
+    if not solution.ok:
+        fl = nan_result(problem, solution, method.value)
+        return fl.raise_for_status() if strict else fl
+    if tol is None:
+        tol = TOL_MC if method is Method.MONTECARLO else TOL_EXACT
+    opts = dict(update=update, samples=samples, population=population, tol=float(tol),
+                max_iterations=max_iterations, chunk=chunk, seed=seed)
+    if method is Method.LAZY:
+        from .lazy import lazy_fluctuations as run
+    elif method is Method.LINEAR:
+        from .linear import linear_fluctuations as run
+    else:
+        from .montecarlo import mc_fluctuations as run
+    fl = run(solution, **opts)
+    fl.info.setdefault("timings", {})["total"] = time.perf_counter() - t0
+    if strict:
+        fl.raise_for_status()
+    return fl
+
+

@@ -1,0 +1,310 @@
+"""Finite-width fluctuations of nonlinear networks by sampling sites (``docs/finite_width.md`` s. 7).
+
+The single-site process of layer l (docs/theory.md section 2) is represented by ``population`` draws
+with FIXED standard normals (common random numbers): sources ``u = F_u zeta_u`` with
+``F_u = Phi^{l-1} ^ (1/2)`` (symmetric square root; ``u^1`` has the exact factor of ``Kx``) and
+``r = F_r zeta_r`` (``F_r = G^{l+1} ^ (1/2)``; ``r^L`` is one N(0, 1) scalar), fields by the causal
+forward solve. The DMFT map ``F`` is the population average of the integrands
+``phi phi^T, g g^T, u g^T, phi r^T`` and of the output integrand
+
+    psi_f(k, mu) = r^L [phi(h(k, mu)) - phi(h(0, mu))] / gamma0
+                   + (eta/P) phi(h(k, mu)) sum_{s<k, nu<P} phi(h(s, nu)) Delta_nu(s)
+
+(its average is the exact-update output f~, ``theory.mc_outputs``). ``D`` applied to a tangent
+is the population average of the pathwise tangent of each sample: the sources move through the
+derivative of the square root (Daleckii-Krein, ``dF = V [(V^T dPhi V) / (s_i + s_j)] V^T``),
+the couplings through the tangents of the responses (``theory.fluctuations.identity``), the
+kernels and ``Delta``, and the fields by the forward solve of their tangent. The noise ``kappa``
+is sampled with ``samples`` fresh sites per layer, centred per layer. ReLU's ``phi''`` is a delta
+function that the pathwise tangent of ``g = phi'(h) z`` misses (as in the solver's responses).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import torch
+
+from .identity import Identity
+from .interface import Solution, Status, mc_responses, solve_fields
+from .layout import Layout, factor_psd
+from .propagate import Directions, propagate
+from .result import assemble
+
+#: Default sampled noise sites per layer.
+SAMPLES = 1000
+#: Eigenvalues below this fraction of the largest are dropped from the square roots.
+CLIP = 1e-12
+#: Relative eigenvalue cut of the response identity's pseudo-inverses for sampled kernels: the
+#: population's round-off is amplified by the inverse of the smallest kept eigenvalue, and with
+#: 1e-10 (the exact linear method's cut) the linearised solve stalls at 1e-3 (measured, deep tanh).
+MC_RCOND = 1e-6
+
+
+class Root:
+    """Symmetric square root of a PSD kernel and its Frechet derivative (Daleckii-Krein)."""
+
+    def __init__(self, cov: torch.Tensor):
+        lam, self.vec = torch.linalg.eigh(0.5 * (cov + cov.T))
+        s = torch.where(lam > CLIP * lam[-1].clamp(min=0.0), lam.clamp(min=0.0).sqrt(), torch.zeros_like(lam))
+        tot = s[:, None] + s[None, :]
+        self.weight = torch.where(tot > 0, 1.0 / torch.where(tot > 0, tot, torch.ones_like(tot)), torch.zeros_like(tot))
+        self.factor = (self.vec * s) @ self.vec.T
+
+    def tangent(self, dcov: torch.Tensor) -> torch.Tensor:
+        """``dF`` (c, n, n) for ``dcov`` (c, n, n)."""
+        v = self.vec
+        return v @ (self.weight * (v.T @ dcov @ v)) @ v.T
+
+
+class Population:
+    """Sites of one layer at the base point: normals, sources and fields, each (S, n)."""
+
+    def __init__(self, model: "MCModel", l: int, count: int, gen: torch.Generator, *, matched: bool):
+        lay, act = model.lay, model.act
+        dt = model.phi[0].dtype
+        fu = model.roots_u[l].factor if l >= 2 else lay.kx_factor().to(dt)
+        fr = model.roots_r[l].factor if l <= lay.depth - 1 else torch.ones(lay.n, 1, dtype=dt)
+        z = torch.randn(count, fu.shape[1] + fr.shape[1], generator=gen, dtype=dt)
+        if matched:  # exact first and second moments: mean 0, (1/S) z^T z = I
+            z = z - z.mean(0)
+            lam, vec = torch.linalg.eigh(z.T @ z / count)
+            z = z @ (vec * lam.rsqrt()) @ vec.T
+        self.zu, self.zr = z[:, : fu.shape[1]], z[:, fu.shape[1] :]
+        self.u, self.r = self.zu @ fu.T, self.zr @ fr.T
+        self.h, self.z, self.g, self.ph = solve_fields(self.u, self.r, model.c[l], model.d[l], act, lay.pa)
+        self.a = act.dphi(self.h)
+        self.b = act.ddphi(self.h) * self.z
+
+
+class MCModel:
+    """:class:`theory.fluctuations.propagate.Model` of a nonlinear network around ``sol``."""
+
+    def __init__(self, sol: Solution, *, exact_update: bool, samples: int, population: int,
+                 seed: int, chunk: int, rcond: float = MC_RCOND):
+        self.lay = lay = Layout(sol.problem, p_g=sol.problem.n_points)
+        self.act, self.exact_update = sol.problem.activation, exact_update
+        self.samples, self.chunk, self.seed = samples, chunk, seed
+        L, m, n, pa = lay.depth, lay.m, lay.n, lay.pa
+        self.phi = [lay.kx.repeat(m, m)] + [sol.phi[l].reshape(n, n) for l in range(L)]
+        dt = self.phi[1].dtype
+        self.gk = [None] + [sol.g[l].reshape(n, n) for l in range(L)] + [torch.ones(n, n, dtype=dt)]
+        self.resp = {l: mc_responses(sol, l) for l in range(1, L)}
+        self.f = torch.cat([sol.f_train] + ([sol.f_test] if sol.f_test is not None else []), 1)
+        self.delta = lay.y - sol.f_train
+        self.ntk, self.step = sol.ntk, lay.eta / lay.p
+        self.c, self.d = [None] * (L + 1), [None] * (L + 1)
+        for l in range(1, L + 1):
+            self.c[l] = lay.c_gd(self.phi[l - 1], self.delta) + (self.resp[l - 1][0] if l >= 2 else 0.0)
+            self.d[l] = lay.d_gd(self.gk[l + 1], self.delta) + (self.resp[l][1] if l <= L - 1 else 0.0)
+        self.roots_u = {l: Root(self.phi[l - 1]) for l in range(2, L + 1)}
+        self.roots_r = {l: Root(self.gk[l + 1]) for l in range(1, L)}
+        self.ident = {l: Identity(*self.resp[l - 1], self.phi[l - 1], self.gk[l], m=m, p_phi=pa,
+                                  p_g=pa, rcond=rcond) for l in range(2, L + 1)}
+        gen = torch.Generator().manual_seed(seed)
+        self.pop = [None] + [Population(self, l, population, gen, matched=True) for l in range(1, L + 1)]
+        self.noise_gen = torch.Generator().manual_seed(seed + 1)
+        self.scales = lay.scales(self.f, self.ntk, [sol.phi_diag(l) for l in range(L)],
+                                 [sol.g_diag(l) for l in range(L)])
+
+    # ------------------------------------------------------------------ integrands
+    def _drive(self, ph: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``sum_{s<k, nu<P} phi(s, nu) Delta_nu(s)`` (..., S, m) for phi (..., S, n)."""
+        lay = self.lay
+        ph4 = ph.reshape(*ph.shape[:-1], lay.m, lay.pa)[..., : lay.p]
+        per = torch.einsum("...kp,...kp->...k", ph4, delta[..., None, :, :] if delta.ndim == 3 else delta)
+        return torch.cumsum(per, -1) - per
+
+    def _psi_f(self, ph, r_l, ph0=None) -> torch.Tensor:
+        lay = self.lay
+        p4 = ph.reshape(*ph.shape[:-1], lay.m, lay.pa)
+        lead = r_l[..., None, None] * (p4 - p4[..., :1, :]) / lay.gamma0
+        return lead + self.step * p4 * self._drive(ph, self.delta)[..., None]
+
+    def integrands(self, l: int, u, r, g, ph) -> dict[str, torch.Tensor]:
+        """Per-site integrands of layer l for sites (c, n): the noise of one virtual site each."""
+        L = self.lay.depth
+        outer = lambda a, b: a[:, :, None] * b[:, None, :]  # noqa: E731
+        st = {f"P{l}": outer(ph, ph), f"G{l}": outer(g, g)}
+        if l >= 2:
+            st[f"X{l}"] = outer(u, g)
+        if l <= L - 1:
+            st[f"Y{l}"] = outer(ph, r)
+        if l == L and self.exact_update:
+            st["f"] = self._psi_f(ph, r[:, 0])
+        return st
+
+    # ------------------------------------------------------------------ tangents
+    def _fields_sweep(self, l: int, eh: torch.Tensor, ez: torch.Tensor, dg_old: torch.Tensor):
+        """One sweep of the field tangent ``dh = eh + C dg``, ``dz = ez + D dphi``,
+        ``dg = phi''(h) z dh + phi'(h) dz`` with the previous iterate's ``dg`` (c, S, n): the
+        causal forward solve is left to the outer iteration (big products instead of a loop
+        over time steps; exact at the fixed point)."""
+        pop = self.pop[l]
+        dh = eh + dg_old @ self.c[l].T
+        dph = pop.a * dh
+        dz = ez + dph @ self.d[l].T
+        return dph, pop.b * dh + pop.a * dz
+
+    def apply(self, s: dict, xi: dict) -> dict:
+        """``D s + xi``, layer by layer upwards, each layer seeing the lower layers' new tangents."""
+        lay, L = self.lay, self.lay.depth
+        dd = -s["f"][:, :, : lay.p]
+        cur = dict(s)
+        resp = lambda l: self.ident[l].tangent(cur[f"X{l}"], cur[f"Y{l - 1}"], cur[f"P{l - 1}"], cur[f"G{l}"])  # noqa: E731
+        out = {}
+        for l in range(1, L + 1):
+            pop = self.pop[l]
+            dc = lay.c_gd(self.phi[l - 1], dd)
+            dd_ = lay.d_gd(self.gk[l + 1], dd)
+            du = dr = None
+            if l >= 2:
+                dc = dc + lay.c_gd(cur[f"P{l - 1}"], self.delta) + resp(l)[0]
+                du = pop.zu @ self.roots_u[l].tangent(cur[f"P{l - 1}"]).mT
+            if l <= L - 1:
+                dd_ = dd_ + lay.d_gd(cur[f"G{l + 1}"], self.delta) + resp(l + 1)[1]
+                dr = pop.zr @ self.roots_r[l].tangent(cur[f"G{l + 1}"]).mT
+            eh = pop.g @ dc.mT + (0.0 if du is None else du)
+            ez = pop.ph @ dd_.mT + (0.0 if dr is None else dr)
+            dph, dg = self._fields_sweep(l, eh, ez, cur[f"F{l}"])
+            out[f"F{l}"] = cur[f"F{l}"] = dg
+            for key, v in self._averages(l, pop, dph, dg, du, dr, dd).items():
+                out[key] = cur[key] = v + xi[key]
+        if "f" not in out:
+            out["f"] = xi["f"].clone()
+        return out
+
+    def _averages(self, l, pop, dph, dg, du, dr, dd) -> dict:
+        L, S = self.lay.depth, pop.h.shape[0]
+        def sym(a, b):
+            prod = a.mT @ b / S  # (c, n, n)
+            return prod + prod.mT
+        out = {f"P{l}": sym(dph, pop.ph), f"G{l}": sym(dg, pop.g)}
+        if l >= 2:
+            out[f"X{l}"] = (du.mT @ pop.g + pop.u.T @ dg) / S
+        if l <= L - 1:
+            out[f"Y{l}"] = (dph.mT @ pop.r + pop.ph.T @ dr) / S
+        if l == L and self.exact_update:
+            lay = self.lay
+            delta = self.delta
+            p4 = pop.ph.reshape(S, lay.m, lay.pa)
+            d4 = dph.reshape(*dph.shape[:2], lay.m, lay.pa)
+            r = pop.r[:, 0]
+            lead = r[None, :, None, None] * (d4 - d4[:, :, :1]) / lay.gamma0
+            drive = self._drive(pop.ph, delta)  # (S, m)
+            ddrive = self._drive(dph, delta) + self._drive(pop.ph[None], dd)
+            psi = lead + self.step * (d4 * drive[None, :, :, None] + p4[None] * ddrive[..., None])
+            out["f"] = psi.mean(1)
+        return out
+
+    # ------------------------------------------------------------------ protocol rest
+    def ntk_tangent(self, s: dict) -> torch.Tensor:
+        lay, L = self.lay, self.lay.depth
+        eq = lay.equal_time
+        dk = eq(s["G1"]) * lay.kx
+        for l in range(1, L + 1):
+            g_next = eq(self.gk[l + 1][None])[0]
+            dk = dk + g_next * eq(s[f"P{l}"])
+            if l < L:
+                dk = dk + eq(s[f"G{l + 1}"]) * eq(self.phi[l][None])[0]
+        return dk
+
+    def observables(self, s: dict) -> dict[str, torch.Tensor]:
+        lay, L = self.lay, self.lay.depth
+        phi = torch.stack([lay.equal_time(s[f"P{l}"]) for l in range(1, L + 1)], 1)
+        g = torch.stack([lay.equal_time(s[f"G{l}"]) for l in range(1, L + 1)], 1)
+        return lay.output_observables(s["f"], self.f) | {"ntk": self.ntk_tangent(s), "phi": phi, "g": g}
+
+    def block_shapes(self) -> dict[str, tuple[int, ...]]:
+        L, n = self.lay.depth, self.lay.n
+        shapes = {}
+        for l in range(1, L + 1):
+            shapes[f"P{l}"] = shapes[f"G{l}"] = (n, n)
+            if l >= 2:
+                shapes[f"X{l}"] = (n, n)
+            if l <= L - 1:
+                shapes[f"Y{l}"] = (n, n)
+        shapes["f"] = (self.lay.m, self.lay.pa)
+        for l in range(1, L + 1):  # per-sample field tangents (the population's dg)
+            shapes[f"F{l}"] = (self.pop[l].h.shape[0], n)
+        return shapes
+
+    def directions(self) -> Iterator[Directions]:
+        """Sampled virtual sites per layer; for a linear activation with ``samples=None`` the
+        exact Wick basis instead (``theory.fluctuations.linear``), which makes this method an
+        exact second implementation on linear networks."""
+        for l in range(1, self.lay.depth + 1):
+            if self.samples is None:
+                yield from self._wick_directions(l)
+                continue
+            for s0 in range(0, self.samples, self.chunk):
+                c = min(self.chunk, self.samples - s0)
+                v = Population(self, l, c, self.noise_gen, matched=False)
+                yield Directions(self._noise_state(l, v.u, v.r, v.g, v.ph), torch.ones(c, dtype=v.u.dtype),
+                                 l, centred=True)
+
+    def _zero_state(self, c: int, dtype) -> dict[str, torch.Tensor]:
+        st = self.lay.zero_state(self.block_shapes(), c, dtype)
+        return st
+
+    def _noise_state(self, l, u, r, g, ph) -> dict[str, torch.Tensor]:
+        st = self._zero_state(u.shape[0], u.dtype)
+        st.update(self.integrands(l, u, r, g, ph))
+        return st
+
+    def _wick_directions(self, l: int) -> Iterator[Directions]:
+        """Pairs ``a <= b`` of source factor columns; the integrands are quadratic in the sources
+        of a linear network, so ``(Q(w_a + w_b) - Q(w_a - w_b)) / 2`` is the direction
+        ``w_a w_b^T + w_b w_a^T`` (weight 1) and ``Q(w_a)`` the direction ``w_a w_a^T`` (weight 2)."""
+        if not self.act.is_linear:
+            raise ValueError("samples: the exact noise basis needs a linear activation; give samples")
+        lay = self.lay
+        wu = lay.kx_factor() if l == 1 else factor_psd(self.phi[l - 1])
+        wr = torch.ones(lay.n, 1, dtype=wu.dtype) if l == lay.depth else factor_psd(self.gk[l + 1])
+        cols_u = torch.cat([wu, torch.zeros(lay.n, wr.shape[1], dtype=wu.dtype)], 1)
+        cols_r = torch.cat([torch.zeros(lay.n, wu.shape[1], dtype=wu.dtype), wr], 1)
+        ia, ib = torch.triu_indices(cols_u.shape[1], cols_u.shape[1])
+        quad = lambda u, r: self.integrands(l, u, r, *solve_fields(u, r, self.c[l], self.d[l], self.act, lay.pa)[2:])  # noqa: E731
+        for s0 in range(0, ia.numel(), self.chunk):
+            a, b = ia[s0 : s0 + self.chunk], ib[s0 : s0 + self.chunk]
+            diag = (a == b).to(wu.dtype)
+            ua, ub, ra, rb = cols_u[:, a].T, cols_u[:, b].T, cols_r[:, a].T, cols_r[:, b].T
+            plus, minus = quad(ua + ub, ra + rb), quad(ua - ub, ra - rb)
+            single = quad(ua, ra)
+            st = self._zero_state(ua.shape[0], ua.dtype)
+            for k in plus:
+                sel = diag.reshape(-1, *([1] * (plus[k].ndim - 1)))
+                st[k] = sel * single[k] + (1 - sel) * 0.5 * (plus[k] - minus[k])
+            yield Directions(st, 1.0 + diag, l, centred=False)
+
+    def base_residual(self) -> float:
+        """Largest relative difference between the population's kernels and the solution's
+        (Monte Carlo noise of the population, not an error of the solution)."""
+        res = 0.0
+        for l in range(1, self.lay.depth + 1):
+            pop, S = self.pop[l], self.pop[l].h.shape[0]
+            for new, old in ((pop.ph.T @ pop.ph / S, self.phi[l]), (pop.g.T @ pop.g / S, self.gk[l])):
+                res = max(res, float((new - old).norm() / old.norm()))
+        return res
+
+
+def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, population: int,
+                    tol: float, max_iterations: int, chunk: int, seed: int):
+    """``theory.fluctuations`` for a nonlinear network (also runs on linear ones, as a check)."""
+    t0 = time.perf_counter()
+    if samples is None and not sol.problem.activation.is_linear:
+        samples = SAMPLES
+    model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population,
+                    seed=seed, chunk=min(chunk, 16))
+    var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations)
+    info = {"method": "montecarlo", "update": update, "noise": "exact" if samples is None else "sampled",
+            "samples": samples,
+            "population": population, "directions": rep.directions,
+            "population_residual": model.base_residual(), "standard_error": se,
+            "timings": {"propagate": time.perf_counter() - t0}}
+    status = Status.CONVERGED if rep.converged else Status.MAX_ITERATIONS
+    if not rep.converged:
+        info["reason"] = f"linearised solve changed by {rep.change:.3g} > tol after {rep.iterations} iterations"
+    return assemble(sol, "montecarlo", var, cov, status=status, iterations=rep.iterations,
+                    residual=rep.change, info=info)
