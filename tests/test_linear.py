@@ -136,9 +136,15 @@ def test_status_shapes_and_views():
     sol = solve(prob, strict=True)
     assert sol.status is Status.CONVERGED and sol.residual < 1e-10
     T1, Pa = prob.steps + 1, prob.n_points
-    assert len(sol.response_a) == 3 and sol.response_a[0].shape == (T1, Pa, T1)
-    assert len(sol.response_b) == 3 and sol.response_b[0].shape == (T1, T1, Pa)
-    assert torch.all(sol.response_b[1][:, :, prob.n_train :] == 0)
+    native = sol.info["linear_responses"]  # the linear solver's own layout
+    assert len(native["a"]) == 3 and native["a"][0].shape == (T1, Pa, T1)
+    assert len(native["b"]) == 3 and native["b"][0].shape == (T1, T1, Pa)
+    assert torch.all(native["b"][1][:, :, prob.n_train :] == 0)
+    # the layout every solver shares (theory.Solution): A^1, A^2 and B^1, B^2
+    assert len(sol.response_a) == 2 and len(sol.response_b) == 2
+    assert all(r.shape == (T1, Pa, T1, Pa) for r in sol.response_a + sol.response_b)
+    assert torch.all(sol.response_b[0][..., prob.n_train :] == 0)
+    assert sol.response_b[0].stride()[1] == 0 and sol.response_a[0].stride()[3] == 0  # views
     assert sol.g[0].stride()[1] == 0  # point-independent: a broadcast view
     assert torch.isfinite(sol.phi[2]).all()
 

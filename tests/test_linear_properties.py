@@ -48,10 +48,13 @@ def test_kernels_symmetric_psd_and_responses_causal(prob, scheme):
         if scheme != "perturbative":  # a truncated expansion need not be PSD
             assert float(torch.linalg.eigvalsh(k)[0]) > -1e-9 * scale
     if scheme == "dmft":
-        for a in sol.response_a:  # A(k, mu; s) = 0 for s >= k
+        native = sol.info["linear_responses"]
+        for a in native["a"]:  # A(k, mu; s) = 0 for s >= k
             assert torch.all(torch.triu(a.permute(1, 0, 2)) == 0)
-        for b in sol.response_b:  # B(k; s, nu) = 0 for s >= k
+        for b in native["b"]:  # B(k; s, nu) = 0 for s >= k
             assert torch.all(torch.triu(b.permute(2, 0, 1)) == 0)
+        for r in sol.response_a + sol.response_b:  # the common layout: 0 for s >= k
+            assert torch.all(torch.triu(r.permute(1, 3, 0, 2)) == 0)
 
 
 @SETTINGS

@@ -3,10 +3,12 @@ forward-mode-AD perturbation theory of the linear solver (theory.linear.perturba
 truncation in the difference step, and, for tanh, that common random numbers keep the 1/h^2 of
 the difference from amplifying the sampling noise."""
 
+from functools import partial
+
 import pytest
 import torch
 
-from theory import Problem, Status
+from theory import Problem, Status, solve
 from theory.data import gaussian_data
 
 solve_mc = partial(solve, method="montecarlo")  # the sampler, also on linear networks
