@@ -1,4 +1,4 @@
-"""Benchmark of the exact deep linear DMFT solve (THEORY.md section 4; paper Fig. 2/3 setting).
+"""Benchmark of the exact deep linear DMFT solve (docs/theory.md section 4; paper Fig. 2/3 setting).
 
     python -m benchmarks.bench_linear [--quick]
 

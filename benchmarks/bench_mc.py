@@ -1,4 +1,4 @@
-"""Benchmark of the Monte Carlo DMFT solver on the paper's Fig. 1 problem (THEORY.md section 7).
+"""Benchmark of the Monte Carlo DMFT solver on the paper's Fig. 1 problem (docs/theory.md section 7).
 
     python -m benchmarks.bench_mc [--full] [--threads N]
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_mc_accuracy [--reference-only] [--cache PATH] [solver options]
 
-Issue 3 target (THEORY.md section 2, section 6): deep tanh network, L = 3, P = 10 train and 4
+Issue 3 target (docs/theory.md section 2, section 6): deep tanh network, L = 3, P = 10 train and 4
 test points, D = 25, gamma0 = 1, eta = 0.1, 50 steps. Networks of widths 512 .. 8192
 (``simulate.train``, ensembles of seeds, more seeds at small widths) give, per observable, the
 seed mean at each width; a weighted least-squares fit ``a + b / N`` (weights from the seed

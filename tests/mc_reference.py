@@ -2,7 +2,7 @@
 uses the blocked causal route of ``theory.montecarlo.jacobians``).
 
 ``pathwise_jacobians``: the per-sample Jacobians of the causal field map as dense ``n x n``
-triangular solves (THEORY.md section 2, "pathwise derivatives"), with ``a = phi'(h)``,
+triangular solves (docs/theory.md section 2, "pathwise derivatives"), with ``a = phi'(h)``,
 ``b = phi''(h) z`` and ``M = diag(b) + diag(a) D diag(a)``::
 
     dh/dr = (I - C M)^{-1} C diag(a)   ->  A^l     = < diag(a) dh/dr >
@@ -20,7 +20,7 @@ def pathwise_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: tor
                        act: Activation, *, want_a: bool, want_b: bool, want_x: bool = False,
                        chunk: int = 8,
                        u: torch.Tensor | None = None, r: torch.Tensor | None = None):
-    """Sample means of the exact per-sample Jacobians (THEORY.md section 2, pathwise).
+    """Sample means of the exact per-sample Jacobians (docs/theory.md section 2, pathwise).
 
     h, z: (S_r, n) fields of the samples to differentiate. Returns ``(A, B)`` (each (n, n) or
     None): ``A = < d phi(h) / d r >`` (strictly causal) and ``B = < d g / d u >`` (causal),

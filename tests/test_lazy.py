@@ -1,4 +1,4 @@
-"""Lazy (gamma0 = 0) kernels and dynamics against independent references (THEORY.md section 3).
+"""Lazy (gamma0 = 0) kernels and dynamics against independent references (docs/theory.md section 3).
 
 References: scipy's adaptive quadrature (for the closed forms and the Gauss-Legendre rule), wide
 random networks at initialisation written out here (for the kernel recursions), and the plain
@@ -84,7 +84,7 @@ def test_linear_network_kernels_are_the_input_gram():
 
 
 def _wide_network_kernels(x, depth, act, width, seeds, gen):
-    """Phi^l, G^l, NTK of `seeds` random networks at initialisation (THEORY.md section 1)."""
+    """Phi^l, G^l, NTK of `seeds` random networks at initialisation (docs/theory.md section 1)."""
     S, P, D = seeds, x.shape[0], x.shape[1]
     h = torch.einsum("snd,pd->spn", torch.randn(S, width, D, generator=gen, dtype=x.dtype), x) / math.sqrt(D)
     hs = [h]

@@ -1,6 +1,6 @@
-"""Exact linear DMFT (theory.linear) against independent references (THEORY.md sections 4-6).
+"""Exact linear DMFT (theory.linear) against independent references (docs/theory.md sections 4-6).
 
-References derived by hand in our conventions (THEORY.md section 1) for a two-layer linear network
+References derived by hand in our conventions (docs/theory.md section 1) for a two-layer linear network
 on whitened training data (X X^T / D = I_P): writing w = a w0 + b g0, W = W0 + (p w0 + q g0) xy^T
 with g0 = W0 xy and xy = sum_mu yhat_mu x_mu / sqrt(D), gradient descent with step eta is, at
 infinite width and with c = eta gamma0 / P and delta = |y| - (a p + b (1 + q)) / gamma0,

@@ -1,4 +1,4 @@
-"""Hypothesis properties of the linear DMFT (THEORY.md section 6): symmetry, PSD, causality,
+"""Hypothesis properties of the linear DMFT (docs/theory.md section 6): symmetry, PSD, causality,
 permutation and rotation invariance."""
 
 from __future__ import annotations

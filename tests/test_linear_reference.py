@@ -1,4 +1,4 @@
-"""The optimised linear DMFT solver against a plain whole-trajectory evaluation (THEORY.md section 4).
+"""The optimised linear DMFT solver against a plain whole-trajectory evaluation (docs/theory.md section 4).
 
 The reference below implements section 4 literally, with nothing the solver uses for speed: full
 operators ``C^l`` ((T+1) P_all x (T+1)) and ``D^l`` ((T+1) x (T+1) P_all) in the original

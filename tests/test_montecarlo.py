@@ -117,7 +117,7 @@ def test_invalid_options_raise(bad):
                                            ("gia", "exact"), ("gia", "first_order")])
 def test_linear_against_exact_linear_solver(depth, gamma0, scheme, update):
     """phi = identity: the sampler (fields, pathwise responses, marched outputs) must reproduce
-    the exact algebraic solver (THEORY.md section 4), within 2% (issue target) and within a few
+    the exact algebraic solver (docs/theory.md section 4), within 2% (issue target) and within a few
     of its own reported standard errors (the linearized control variate makes those ~0 here)."""
     pr = _problem(depth=depth, activation="linear", gamma0=gamma0, steps=6)
     ref = solve(pr, scheme=scheme, update=update)

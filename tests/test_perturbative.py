@@ -115,3 +115,22 @@ def test_closed_form_loss_correction_first_order_update():
     so = sol.info["second_order"]
     assert torch.allclose(so["loss"], loss2, rtol=1e-10, atol=1e-14)
     assert torch.allclose(so["f_test"], torch.stack(f1)[:, P:], rtol=1e-10, atol=1e-14)
+
+
+def test_direct_perturbative_solve_is_quiet():
+    """torch scripts its forward-AD decompositions on the first dual number of a process, with a
+    ``torch.jit.script`` FutureWarning; theory silences exactly that one where it starts the dual
+    numbers, so a direct solve in a fresh process (warnings as errors) prints nothing."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from theory import Problem, solve\n"
+            "from theory.data import gaussian_data\n"
+            "x, y, _, _ = gaussian_data(4, 5, seed=0)\n"
+            "p = Problem(x, y, depth=2, activation='linear', gamma0=0.5, eta=0.1, steps=4)\n"
+            "assert solve(p, scheme='perturbative').ok\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=root, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -1,4 +1,4 @@
-"""Infinite-width predictions (THEORY.md): pure math on tensors, no training code.
+"""Infinite-width predictions (docs/theory.md): pure math on tensors, no training code.
 
     from theory import Problem, solve
     sol = solve(Problem(x, y, depth=3, activation="tanh", gamma0=1.0, eta=0.1, steps=100))

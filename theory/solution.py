@@ -1,4 +1,4 @@
-"""The result of ``theory.solve``: infinite-width trajectories as data (DESIGN.md)."""
+"""The result of ``theory.solve``: infinite-width trajectories as data (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class Solution:
     g:        tuple of L tensors (T+1, P_all, T+1, P_all): ``g[l] = G^{l+1}(t, s)``.
     response_a: tuple of L-1 tensors (T+1, P_all, T+1, P_all), indexed ``[k, mu, s, nu]``:
               ``response_a[l-1] = A^l = < d phi(h^l(k,mu)) / d r^l(s,nu) >``, l = 1..L-1
-              (strictly causal: 0 for s >= k); THEORY.md section 2.
+              (strictly causal: 0 for s >= k); docs/theory.md section 2.
     response_b: the same layout, ``response_b[l-1] = B^l = < d g^{l+1}(k,mu) / d u^{l+1}(s,nu) >``
               (causal: 0 for s > k). These are the responses the field equations use
               (``A^0 = B^L = 0``; ``A^L`` and ``B^0`` never enter). None where the scheme has

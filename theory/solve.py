@@ -1,7 +1,7 @@
 """The front door of ``theory``: ``solve(problem, scheme=...)``, the only place that validates
 the options and dispatches method x scheme.
 
-Schemes (THEORY.md section 5):
+Schemes (docs/theory.md section 5):
     "dmft"          the self-consistent solution (exact algebra for linear networks,
                     alternating Monte Carlo otherwise);
     "gia"           the same with the response functions set to zero;
@@ -34,7 +34,7 @@ class Scheme(str, Enum):
 
 
 class Update(str, Enum):
-    """Output update per time step (THEORY.md section 2)."""
+    """Output update per time step (docs/theory.md section 2)."""
 
     EXACT = "exact"  # exact infinite-width limit of gradient descent with step eta (default)
     FIRST_ORDER = "first_order"  # Delta(k+1) = Delta(k) - eta/P K(k) Delta(k): gradient flow, Euler
@@ -211,7 +211,7 @@ if solve.__doc__:  # None under python -OO
 
 
 def _solve_ntk(problem: Problem, scheme: str, o: dict) -> Solution:
-    """Lazy (static NTK) solution: kernels fixed at their initial values (THEORY.md section 3).
+    """Lazy (static NTK) solution: kernels fixed at their initial values (docs/theory.md section 3).
     This is also the exact answer of every scheme at ``gamma0 = 0``."""
     kw = dict(dtype=o["dtype"], device=o["device"])
     lk = lazy_kernels(problem.kx.to(**kw), problem.depth, problem.activation)

@@ -1,4 +1,4 @@
-"""Exact infinite-width theory of deep LINEAR networks (THEORY.md sections 4 and 5): no sampling.
+"""Exact infinite-width theory of deep LINEAR networks (docs/theory.md sections 4 and 5): no sampling.
 
 Modules:
     solver        the derivation, ``core`` (march + assembly for ``eps = gamma0^2``) and

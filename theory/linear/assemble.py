@@ -1,5 +1,5 @@
 """Assembly of the full ``H^l`` kernels of the linear DMFT from the march state
-(THEORY.md section 4; derivation in ``theory.linear.solver``).
+(docs/theory.md section 4; derivation in ``theory.linear.solver``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A posteriori check of the linear DMFT: one whole-trajectory pass of the fixed-point map.
 
 The march (``theory.linear.march``) fills the kernels row by row. This module re-evaluates the
-self-consistency equations of THEORY.md section 4 on the finished trajectories with dense
+self-consistency equations of docs/theory.md section 4 on the finished trajectories with dense
 whole-trajectory linear algebra (a different code path: triangular solves instead of forward
 substitution, full projections of the assembled ``H^l``) and returns the largest relative change.
 At the exact fixed point it is round-off; it is reported as ``Solution.residual``.

@@ -1,4 +1,4 @@
-"""Time marching of the deep linear DMFT (THEORY.md sections 2 and 4); see ``theory.linear``.
+"""Time marching of the deep linear DMFT (docs/theory.md sections 2 and 4); see ``theory.linear``.
 
 Everything here is written in the rescaled variables of ``theory.linear``'s derivation: with
 ``eps = gamma0**2`` and ``a = eta / P`` the operators are ``C = gamma0 Chat``,

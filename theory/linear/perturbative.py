@@ -1,4 +1,4 @@
-"""Leading-order perturbation theory in gamma0 for deep linear networks (THEORY.md section 5).
+"""Leading-order perturbation theory in gamma0 for deep linear networks (docs/theory.md section 5).
 
 Every order parameter of the exact linear solver is a smooth function of ``eps = gamma0**2``
 (``theory.linear`` is written in rescaled variables that never divide by gamma0), and odd orders
@@ -28,6 +28,8 @@ defined here) shows up in the two-time kernels.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.autograd.forward_ad as fwAD
 
@@ -43,6 +45,20 @@ def _split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return primal, tangent
 
 
+def dual_zero(dtype, device) -> torch.Tensor:
+    """``eps = 0`` with tangent 1, a forward-mode dual number (call inside ``fwAD.dual_level``).
+
+    torch loads its forward-AD decompositions on the first ``make_dual`` of a process and scripts
+    them with ``torch.jit.script``, which emits a deprecation FutureWarning; nothing here uses
+    TorchScript, so exactly that warning is silenced, here, where it is raised.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                category=FutureWarning)
+        z = torch.zeros((), dtype=dtype, device=device)
+        return fwAD.make_dual(z, torch.ones_like(z))
+
+
 def second_order(problem: Problem, *, update: str = "exact", dtype=torch.float64, device="cpu") -> dict:
     """``{name: (q0, q2)}`` for loss (m,), f (m, Pa), ntk (m, Pa, Pa), H (list of (m,Pa,m,Pa)), G (list of (m,m)).
 
@@ -50,8 +66,7 @@ def second_order(problem: Problem, *, update: str = "exact", dtype=torch.float64
     """
     L = problem.depth
     with fwAD.dual_level():
-        z = torch.zeros((), dtype=dtype, device=device)
-        eps = fwAD.make_dual(z, torch.ones_like(z))
+        eps = dual_zero(dtype, device)
         out = core(
             problem, eps, gia=False, exact_update=(update == "exact"),
             dtype=dtype, device=device, blowup=float("inf"),

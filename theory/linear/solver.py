@@ -1,6 +1,6 @@
-r"""Exact infinite-width theory of deep LINEAR networks (THEORY.md sections 2 and 4).
+r"""Exact infinite-width theory of deep LINEAR networks (docs/theory.md sections 2 and 4).
 
-Derivation (our conventions, THEORY.md section 1; ``phi(h) = h`` so ``g^l = z^l``)
+Derivation (our conventions, docs/theory.md section 1; ``phi(h) = h`` so ``g^l = z^l``)
 -----------------------------------------------------------------------------------
 Gradient descent moves ``W^l(k+1) = W^l(k) + (eta gamma0 / (P sqrt(N_l))) sum_mu Delta_mu(k)
 g^{l+1}_mu(k) h^l_mu(k)^T`` and ``w(k+1) = w(k) + (eta gamma0/P) sum_mu Delta_mu(k) h^L_mu(k)``.
@@ -22,11 +22,11 @@ with ``A^l = dh^l/dr^l = M^{-1} C^l = C^l Q^{-1}`` (n x m) and ``B^{l-1} = dg^l/
 where ``eps = gamma0^2``, ``C = gamma0 Chat``, ``A = gamma0 Ahat``, ``U = Ahat dhat``,
 ``Psi^l = H^l pi^T`` (n x m) and ``psi^l = pi H^l pi^T`` (m x m). Only (T+1)-square matrices are
 ever inverted, and every kernel is a smooth function of ``eps`` (no division by gamma0). The
-covariances are THEORY.md section 4's recursions written through the push-through identities;
+covariances are docs/theory.md section 4's recursions written through the push-through identities;
 ``G^1`` uses ``B^0 = Q^{-1} D^1`` with ``H^0 = Kx``.
 
 Exact output update: since ``w(k) = z^L(k)``, ``f~_mu(k) = <z^L(k) h^L(k,mu)> / gamma0`` exactly
-(the increment form of THEORY.md section 2 telescopes to this), and in the linear system
+(the increment form of docs/theory.md section 2 telescopes to this), and in the linear system
 
     <h^L g^{L T}> / gamma0 = (Psi^{L-1} + eps U psi^{L-1}) bhat^{L-1 T} + Ahat G^{L+1} V^T   (n x m)
 

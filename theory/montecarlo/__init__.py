@@ -1,4 +1,4 @@
-"""The Monte Carlo solver of the nonlinear DMFT (THEORY.md section 2): alternating sampling of
+"""The Monte Carlo solver of the nonlinear DMFT (docs/theory.md section 2): alternating sampling of
 the single-site fields and estimation of the kernels, to a self-consistent fixed point.
 
 Modules:

@@ -1,6 +1,6 @@
 """Control variates for the kernel estimates: Gaussian fields with exactly known moments.
 
-THEORY.md section 2 ("variance reduction"). A control variate is a function ``Y`` of the SAME
+docs/theory.md section 2 ("variance reduction"). A control variate is a function ``Y`` of the SAME
 sources whose second moment is known exactly; ``mean(X X^T - Y Y^T) + E[Y Y^T]`` is unbiased for
 ``E[X X^T]`` and carries only the noise of ``X X^T - Y Y^T``.
 

@@ -1,4 +1,4 @@
-"""Monte Carlo standard errors of the solver's returned observables (THEORY.md section 2).
+"""Monte Carlo standard errors of the solver's returned observables (docs/theory.md section 2).
 
 Two sources, both relative Frobenius errors (``|se| / |estimate|``, scalars, the convention
 ``validate.checks.common.theory_stderr`` reads):

@@ -1,6 +1,6 @@
 """Single-site fields of one layer, batched over samples, by forward stepping in time.
 
-THEORY.md section 2. Index convention: a (time, point) pair ``(k, mu)`` is flattened to
+docs/theory.md section 2. Index convention: a (time, point) pair ``(k, mu)`` is flattened to
 ``k * P_all + mu``, so a kernel over all pairs is an ``(n, n)`` matrix with ``n = (T+1) P_all``
 and "earlier in time" means "earlier in the flattened index" (block-lower-triangular structure).
 

@@ -1,6 +1,6 @@
 """Pathwise response Jacobians exploiting causality: blocked triangular products and solves.
 
-Same quantities as :func:`theory.montecarlo.fields.pathwise_jacobians` (THEORY.md section 2,
+Same quantities as :func:`theory.montecarlo.fields.pathwise_jacobians` (docs/theory.md section 2,
 "pathwise derivatives"), with ``a = phi'(h)``, ``b = phi''(h) z``,
 ``M = diag(b) + diag(a) D diag(a)`` and the unit lower triangular ``L = I - C M``::
 

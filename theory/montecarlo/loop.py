@@ -1,4 +1,4 @@
-"""The fixed-point loop of the Monte Carlo solver and its stopping rule (THEORY.md section 2).
+"""The fixed-point loop of the Monte Carlo solver and its stopping rule (docs/theory.md section 2).
 
 Each iteration: one sweep (``theory.montecarlo.sweep``); a divergence watch (``theory.divergence``); the
 residual (relative change of the kernels and outputs) against the Monte Carlo noise floor

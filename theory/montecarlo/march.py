@@ -1,4 +1,4 @@
-"""Time-marching of the Monte Carlo DMFT (THEORY.md section 2: "march in time instead").
+"""Time-marching of the Monte Carlo DMFT (docs/theory.md section 2: "march in time instead").
 
 Every coupling is causal, so the solution up to step ``k`` does not depend on later times. Near
 the edge of stability (a catapult: the loss spikes and recovers) iterating whole trajectories

@@ -1,6 +1,6 @@
 """Gaussian pair moments ``E[f(a) f(b)]`` for every pair of an ``n``-dim Gaussian, in O(K n^2).
 
-Used for the expectations of the control variates (THEORY.md section 2, "variance reduction";
+Used for the expectations of the control variates (docs/theory.md section 2, "variance reduction";
 section 3 for the lazy moments). For ``(a, b)`` with variances ``qa``, ``qb`` and correlation
 ``rho``, Mehler's formula gives::
 

@@ -1,7 +1,7 @@
-"""Leading-order perturbation theory through the Monte Carlo sampler (THEORY.md section 5).
+"""Leading-order perturbation theory through the Monte Carlo sampler (docs/theory.md section 5).
 
 Every order parameter is even in gamma0, ``q(gamma0) = q(0) + gamma0^2 q_2 + O(gamma0^4)``, and
-``q(0)`` is the lazy solution (exact, THEORY.md section 3). The coefficient is the symmetric
+``q(0)`` is the lazy solution (exact, docs/theory.md section 3). The coefficient is the symmetric
 second difference with COMMON RANDOM NUMBERS (both runs use the same seed, so the same
 standard-normal draws feed both self-consistent solutions)::
 

@@ -1,4 +1,4 @@
-"""Bookkeeping of the response functions in the Monte Carlo loop (THEORY.md section 2).
+"""Bookkeeping of the response functions in the Monte Carlo loop (docs/theory.md section 2).
 
 The responses ``A^l = <d phi(h^l) / d r^l>`` and ``B^l = <d g^{l+1} / d u^{l+1}>`` (l = 1..L-1,
 (n, n) each) come from exact pathwise Jacobians of a subset of the samples

@@ -1,5 +1,5 @@
 """What the Monte Carlo fixed-point loop holds fixed (:class:`Setup`) and what it iterates
-(:class:`Iterate`), over one time horizon (THEORY.md section 2).
+(:class:`Iterate`), over one time horizon (docs/theory.md section 2).
 
 Index convention (``theory.montecarlo.fields``): a (time, point) pair ``(k, mu)`` is flattened to
 ``k * P_all + mu``, so a kernel over all pairs is an ``(n, n)`` matrix, ``n = (T+1) P_all``, and
@@ -102,7 +102,7 @@ class Iterate:
     """The state of the fixed-point iteration.
 
     phi, g: L kernels ``Phi^l``, ``G^l`` (n, n); a, b: the L - 1 responses ``A^l``, ``B^l``
-    (n, n), l = 1..L-1 (THEORY.md section 2); f_ref (t1, pa): the output of the last samples,
+    (n, n), l = 1..L-1 (docs/theory.md section 2); f_ref (t1, pa): the output of the last samples,
     generated with ``Delta = delta_ref`` (t1, p); delta (t1, p): the current ``Delta`` from the
     output march (``theory.montecarlo.outputs``).
     """

@@ -1,4 +1,4 @@
-"""Alternating Monte Carlo solver of the nonlinear DMFT (THEORY.md sections 2 and 5).
+"""Alternating Monte Carlo solver of the nonlinear DMFT (docs/theory.md sections 2 and 5).
 
 Loop (section 2, "The alternating Monte Carlo solver"):
 1. start from the lazy kernels (constant in time), ``A = B = 0``, ``Delta`` from the lazy NTK;

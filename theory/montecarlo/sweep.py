@@ -1,4 +1,4 @@
-"""One sweep of the Monte Carlo loop: every layer's pass, then the sample output (THEORY.md
+"""One sweep of the Monte Carlo loop: every layer's pass, then the sample output (docs/theory.md
 section 2, "The alternating Monte Carlo solver", step 2).
 
 A layer pass draws the sources from the current kernels, steps the fields forward in time for
