@@ -23,8 +23,7 @@ import time
 
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, solve
 from theory.linear import assemble, intra_op_threads, march, residual
 
 

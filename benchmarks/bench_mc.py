@@ -16,8 +16,7 @@ import time
 
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, solve
 
 
 def fig1(steps: int) -> Problem:

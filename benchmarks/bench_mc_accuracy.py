@@ -23,8 +23,7 @@ import time
 
 import torch
 
-from theory import Problem
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data
 
 #: widths and seeds per width (more seeds where the O(N^-1/2) fluctuations are larger)
 WIDTHS = {512: 64, 1024: 32, 2048: 16, 4096: 8, 8192: 4}

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate
 
-from theory import Problem, gaussian_moments, get_activation, lazy_dynamics, lazy_kernels, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, gaussian_moments, get_activation, lazy_dynamics, lazy_kernels, solve
 
 NP_ACTS = {
     "relu": (lambda v: max(v, 0.0), lambda v: float(v > 0)),

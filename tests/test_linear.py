@@ -22,8 +22,7 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from theory import Problem, SolverError, Status, solve
-from theory.data import gaussian_data
+from theory import Problem, SolverError, Status, gaussian_data, solve
 
 
 def whitened(P, D, Q=0, seed=0):

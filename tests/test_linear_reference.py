@@ -13,8 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, solve
 
 
 def plain_linear_dmft(prob: Problem, *, gia: bool, exact: bool) -> dict:
@@ -63,7 +62,7 @@ def plain_linear_dmft(prob: Problem, *, gia: bool, exact: bool) -> dict:
             f = torch.diagonal(X.reshape(m, Pa, m), dim1=0, dim2=2).T
             if gia and L > 1:
                 # GIA drops the responses through which layers 0..L-2 reach the output; their
-                # NTK terms enter first-order instead (theory/linear.py, output update)
+                # NTK terms enter first-order instead (theory/linear/solver.py, output update)
                 k_low = sum(torch.diagonal(G[l + 1])[:, None, None] * hd[l] for l in range(L - 1))
                 steps = prob.eta / P * torch.einsum("kab,kb->ka", k_low[:, :, :P], delta)
                 f = f + torch.cat([torch.zeros(1, Pa, **f64), torch.cumsum(steps, 0)[:-1]])

@@ -12,8 +12,7 @@ import math
 import pytest
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, solve
 
 
 def simulate(x, y, depth, gamma0, eta, steps, width, seeds, seed=0):

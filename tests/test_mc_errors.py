@@ -3,15 +3,11 @@ calibrated: the spread of the returned observables over independent seeds (an in
 measurement of the noise) agrees with the reported relative errors within a factor 2."""
 
 import math
-
-import pytest
-import torch
-
-from theory import Problem, Status
-from theory.data import gaussian_data
 from functools import partial
 
-from theory import solve
+import torch
+
+from theory import Problem, Status, gaussian_data, solve
 from theory.montecarlo import IterateSpread
 
 solve_mc = partial(solve, method="montecarlo")  # the sampler, also on linear networks

@@ -8,8 +8,7 @@ from functools import partial
 import pytest
 import torch
 
-from theory import Problem, Status, solve
-from theory.data import gaussian_data
+from theory import Problem, Status, gaussian_data, solve
 
 solve_mc = partial(solve, method="montecarlo")  # the sampler, also on linear networks
 

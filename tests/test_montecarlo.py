@@ -2,15 +2,12 @@
 references: the exact lazy solution (gamma0 -> 0), the exact linear solver (when present),
 structural facts (L = 1 has no responses; symmetry, causality, permutations) and input errors."""
 
-import math
+from functools import partial
 
 import pytest
 import torch
 
-from functools import partial
-
-from theory import Problem, Status, solve
-from theory.data import gaussian_data
+from theory import Problem, Status, gaussian_data, solve
 
 solve_mc = partial(solve, method="montecarlo")  # the sampler, also on linear networks
 

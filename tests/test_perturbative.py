@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from theory import Problem, Status, solve
-from theory.data import gaussian_data
+from theory import Problem, Status, gaussian_data, solve
 
 
 def _problem(gamma0, depth=3, T=20, eta=0.1, P=5, D=7, Q=2, seed=3):
@@ -125,8 +124,7 @@ def test_direct_perturbative_solve_is_quiet():
     import subprocess
     import sys
 
-    code = ("from theory import Problem, solve\n"
-            "from theory.data import gaussian_data\n"
+    code = ("from theory import Problem, gaussian_data, solve\n"
             "x, y, _, _ = gaussian_data(4, 5, seed=0)\n"
             "p = Problem(x, y, depth=2, activation='linear', gamma0=0.5, eta=0.1, steps=4)\n"
             "assert solve(p, scheme='perturbative').ok\n")

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from theory import Problem, activation_names, get_activation
-from theory.data import gaussian_data
+from theory import Problem, activation_names, gaussian_data, get_activation
 
 
 @pytest.fixture

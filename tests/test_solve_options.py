@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, solve
 
 MC_FAST = dict(samples=200, response_samples=4, max_iterations=2, average_iterations=0, march="never")
 

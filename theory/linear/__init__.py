@@ -1,8 +1,7 @@
 """Exact infinite-width theory of deep LINEAR networks (docs/theory.md sections 4 and 5): no sampling.
 
 Modules:
-    solver        the derivation, ``core`` (march + assembly for ``eps = gamma0^2``) and
-                  ``solve_linear`` (the Solution, its a-posteriori check, the native responses)
+    solver        the derivation; ``core`` (march + assembly at ``eps``) and ``solve_linear``
     march         the time march of the linear DMFT, row by row (NumPy or torch backend)
     assemble      the full two-time ``H^l`` kernels from the march state
     check         a-posteriori check: one whole-trajectory pass of the fixed-point map

@@ -21,7 +21,7 @@ def residual(st, H: list, kx: torch.Tensor, y: torch.Tensor, *, depth, eps, a, g
     """Largest relative change of (Delta, G^l, H^l pi^T, Ahat^l, bhat^l) under one pass of the map.
 
     ``st`` is a finished :class:`theory.linear.march.MarchState`, ``H[l]`` the assembled
-    (m, Pa, m, Pa) kernels (``H[0]`` may be None: it is ``Kx``). Shapes as in ``linear_march``.
+    (m, Pa, m, Pa) kernels (``H[0]`` may be None: it is ``Kx``). Shapes as in ``theory.linear.march``.
     """
     L = depth
     m, Pa, P = st.f.shape[0], kx.shape[0], y.shape[0]

@@ -30,10 +30,6 @@ import torch
 
 from ..activations import Activation
 
-#: Time steps handled by one dense block in :func:`solve_fields` (within a block: per-step).
-TIME_BLOCK = 8
-
-
 def coupling(base: torch.Tensor, kernel: torch.Tensor, delta: torch.Tensor, scale: float,
              n_points: int) -> torch.Tensor:
     """``base + scale * (kernel o [s < k]) diag(delta)`` as an ``(n, n)`` matrix.

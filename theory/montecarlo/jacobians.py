@@ -1,8 +1,9 @@
 """Pathwise response Jacobians exploiting causality: blocked triangular products and solves.
 
-Same quantities as :func:`theory.montecarlo.fields.pathwise_jacobians` (docs/theory.md section 2,
-"pathwise derivatives"), with ``a = phi'(h)``, ``b = phi''(h) z``,
-``M = diag(b) + diag(a) D diag(a)`` and the unit lower triangular ``L = I - C M``::
+The per-sample Jacobians of the causal field map of ``theory.montecarlo.fields`` (docs/theory.md
+section 2, "pathwise derivatives"; the tests keep the dense ``n x n`` route as a reference),
+with ``a = phi'(h)``, ``b = phi''(h) z``, ``M = diag(b) + diag(a) D diag(a)`` and the unit
+lower triangular ``L = I - C M``::
 
     X = dh/dr = L^{-1} C diag(a)        A = < diag(a) X >
     B = dg/du = M L^{-1}
@@ -54,7 +55,7 @@ def causal_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: torch
     h, z: (S_r, n) fields of the samples to differentiate; c, d: (n, n) causal couplings
     (``theory.montecarlo.fields.coupling``); ``n_points`` = P_all (the time-block size). With the
     sources ``u``, ``r`` (S_r, n), the equal-time diagonal of ``B`` gets the zero-mean control
-    variate ``diag(phi''(u) r)`` (as in :func:`theory.montecarlo.fields.pathwise_jacobians`).
+    variate ``diag(phi''(u) r)`` (it has mean exactly 0: ``u`` and ``r`` are independent).
     Results agree with the dense route to round-off.
 
     Control variate of the leading (first-order) terms: with control fields ``a_cv`` (S_r, n),
