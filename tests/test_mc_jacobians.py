@@ -4,10 +4,9 @@
 import pytest
 import torch
 
-from theory import get_activation
 from mc_reference import pathwise_jacobians
-from theory.montecarlo import coupling, solve_fields
-from theory.montecarlo import causal_jacobians
+from theory import get_activation
+from theory.montecarlo import causal_jacobians, coupling, solve_fields
 
 
 def _setup(act_name, t1=7, pa=3, s=5, seed=0):
