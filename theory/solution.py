@@ -54,8 +54,9 @@ class Solution:
               the backward fields carry no point index: ``B^l`` is the same for every ``mu``,
               and ``A^l(k,mu; s,nu) = A^l(k,mu; s) / P_all``, the response to the common source
               ``r^l(s)`` spread evenly over ``nu`` (every use sums over ``nu``); both are
-              broadcast views. The linear solver's complete native set is in
-              ``info["linear_responses"]`` (``theory.linear``).
+              broadcast views. The exact linear solver also keeps its native set in
+              ``info["linear_responses"]``: ``a[i] = A^{i+1}`` (T+1, P_all, T+1) and
+              ``b[i] = B^i`` (T+1, T+1, P_all), i = 0..L-1 (``theory.linear``).
     status, iterations, residual: convergence report (:class:`Status`); ``residual`` is the
               relative change of the kernels the verdict was based on (0 for exact schemes) and
               ``info["tolerance"]`` the bound an iterative CONVERGED solve met. A status that is
