@@ -129,7 +129,7 @@ def training(dev: str, sz: dict) -> dict:
 
 
 def _write(path: Path, report: dict) -> None:
-    from simulate.cache import atomic_write
+    from simulate import atomic_write
 
     atomic_write(path, lambda fh: fh.write(json.dumps(report, indent=2).encode()))
 

@@ -1,4 +1,4 @@
-"""The on-disk cache of finished jobs (sweeps and validation runs) and the project's one atomic write.
+"""The on-disk cache of finished jobs (sweeps and validation runs).
 
 One entry is one file ``<folder>/<key>.npz``: a NumPy ``.npz`` archive holding the result's
 tensors as plain arrays and a JSON header (``__meta__``: format name, :data:`VERSION`, the job's
@@ -8,11 +8,11 @@ corrupt, of another format or version, or written for another key is named in on
 :class:`CacheWarning` line, deleted, and recomputed by the caller.
 
 ``key`` is :func:`spec_key` of the job's full specification (everything that changes the
-result: see ``simulate.identity``). Entries are written to a temporary file in the same folder and
-moved into place with ``os.replace``, so two runs sharing a folder never see a half-written
-entry (the last writer of a key wins; both wrote the same result). Temporary files of a run that
-was killed are removed by the next run that opens the folder: those whose process is gone (same
-host) or that are older than :data:`STALE_TEMP_S`.
+result: see ``simulate.identity``). Entries are written with ``simulate.atomic.atomic_write`` (a
+temporary sibling moved into place with ``os.replace``), so two runs sharing a folder never see a
+half-written entry (the last writer of a key wins; both wrote the same result). Temporary files of
+a run that was killed are removed by the next run that opens the folder
+(``simulate.atomic.clean_stale``: its process is gone, or it has not changed for a long time).
 
 The default folder is ``$DMFT_CACHE`` when set, else ``reports/runs/.cache`` under the current
 directory (:func:`default_folder`).
@@ -28,25 +28,22 @@ import importlib
 import io
 import json
 import os
-import socket
-import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
 import torch
+
+from .atomic import atomic_write, clean_stale, is_temp
 
 FORMAT = "dmft-validate-cache"
 #: Bump when the layout of an entry changes: older entries are then discarded and recomputed.
 VERSION = 2
 SUFFIX = ".npz"
 META = "__meta__"
-TEMP_SUFFIX = ".tmp"
-#: Temporary files older than this (seconds) are stale even when their process looks alive.
-STALE_TEMP_S = 24 * 3600.0
 ENV = "DMFT_CACHE"
 
 
@@ -137,46 +134,12 @@ def unpack(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return data
 
 
-# ----------------------------------------------------------------------------- atomic write
-def _host() -> str:
-    return socket.gethostname().replace(".", "-") or "host"
-
-
-def temp_path(path: Path, pid: int | None = None) -> Path:
-    """The temporary sibling that process ``pid`` (default: this one) writes ``path`` through:
-    ``.<name>.<host>.<pid>.<random>.tmp`` (how a later run tells whether its writer is gone)."""
-    tag = f"{_host()}.{os.getpid() if pid is None else int(pid)}.{os.urandom(4).hex()}"
-    return path.with_name(f".{path.name}.{tag}{TEMP_SUFFIX}")
-
-
-def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
-    """Write ``path`` through ``write(fh)`` into a temporary sibling, fsync, then ``os.replace``.
-
-    Readers see the old file or the complete new one, never a part. The temporary file is removed
-    when ``write`` raises (and, after a SIGKILL, by the next :class:`Cache` on that folder).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
+# ----------------------------------------------------------------------------- entries
 def save_torch(obj: Any, path: Path | str) -> Path:
     """``torch.save(obj)`` to ``path`` atomically (the CLI's ``--out`` files)."""
     return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-# ----------------------------------------------------------------------------- entries
 def write_record(path: Path, record: Record, *, key: str, kind: str) -> Path:
     """Store ``record`` as one ``.npz`` entry (module docstring), atomically."""
     arrays = {}
@@ -230,7 +193,7 @@ class Cache:
     def __init__(self, folder: Path | str):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.removed_temps = remove_stale_temps(self.folder)
+        self.removed_temps = len(clean_stale(self.folder))
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}{SUFFIX}"
@@ -257,40 +220,6 @@ class Cache:
         return write_record(self.path(key), record, key=key, kind=kind)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _temp_is_stale(path: Path, now: float) -> bool:
-    parts = path.name[: -len(TEMP_SUFFIX)].split(".")
-    try:
-        age = now - path.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    if age > STALE_TEMP_S:
-        return True
-    if len(parts) >= 4 and parts[-3] == _host() and parts[-2].isdigit():
-        return not _pid_alive(int(parts[-2]))
-    return False
-
-
-def remove_stale_temps(folder: Path) -> int:
-    """Delete the temporary files in ``folder`` left by killed runs; returns how many."""
-    now, n = time.time(), 0
-    for p in folder.glob(f".*{TEMP_SUFFIX}"):
-        if _temp_is_stale(p, now):
-            with contextlib.suppress(OSError):
-                p.unlink()
-                n += 1
-    return n
-
-
 def info(folder: Path | str) -> dict[str, Any]:
     """What ``folder`` holds: entries by kind (count, bytes), other files, temporary files."""
     folder = Path(folder)
@@ -302,7 +231,7 @@ def info(folder: Path | str) -> dict[str, Any]:
         if not p.is_file():
             continue
         size = p.stat().st_size
-        if p.name.endswith(TEMP_SUFFIX):
+        if is_temp(p.name):
             out["temp_files"] += 1
         elif p.suffix == SUFFIX:
             kind = _kind_of(p)
@@ -335,7 +264,7 @@ def clean(folder: Path | str) -> tuple[int, int]:
     if not folder.is_dir():
         return 0, 0
     for p in folder.iterdir():
-        if p.is_file() and (p.suffix in (SUFFIX, ".pt") or p.name.endswith(TEMP_SUFFIX)):
+        if p.is_file() and (p.suffix in (SUFFIX, ".pt") or is_temp(p.name)):
             s = p.stat().st_size
             with contextlib.suppress(OSError):
                 p.unlink()

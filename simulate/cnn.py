@@ -172,86 +172,107 @@ def minibatches(n: int, batch_size: int, epochs: int, data_seed: int):
             yield e, order[b0:b0 + batch_size]
 
 
-def train_cnn(data: Dataset, config: CNNConfig, *, progress: bool = False) -> CNNRun:
-    """Train ``config.seeds`` CNNs on ``data`` (images (P, C, H, W), test set required) by SGD."""
-    if not isinstance(data, Dataset) or data.x_train.ndim != 4 or data.x_test is None:
-        raise ValueError("data: expected a simulate.data.Dataset of images (n, C, H, W) with a test set")
-    S, dev, dt = config.seeds, torch.device(config.device), config.dtype
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: CUDA was requested but is not available; use 'cpu'")
-    xtr, ytr = data.x_train.to(dev, dt), data.y_train.to(dev, dt)
-    xte, yte = data.x_test.to(dev, dt), data.y_test.to(dev, dt)
-    n_probe = min(config.n_probe, xte.shape[0])
-    P, B = xtr.shape[0], min(config.batch_size, xtr.shape[0])
-    per_epoch = math.ceil(P / B)
-    total = per_epoch * config.epochs
-    params = init_cnn(xtr.shape[1], config)
-    chunk = max(B, 256)
-    f0_train = _evaluate(params, xtr, chunk, S, config.gamma0)[0]
-    f0_test = _evaluate(params, xte, chunk, S, config.gamma0)[0]
-    rec = {k: [] for k in ("step", "train_loss", "test_mse", "test_error", "alignment")}
-    dead = torch.zeros(S, dtype=torch.bool, device=dev)
-    first = torch.full((S,), -1, dtype=torch.int64, device=dev)
-    running, n_run = torch.zeros(S, device=dev, dtype=dt), 0
+class CNNTraining:
+    """The state of one :func:`train_cnn` call: weights, initial outputs, divergence flags, the
+    running training loss since the last evaluation and the evaluations so far.
 
-    def evaluate(step: int) -> None:
-        nonlocal running, n_run
-        f, feats = _evaluate(params, xte, chunk, S, config.gamma0)
-        ft = f - f0_test
-        rec["step"].append(step)
-        rec["train_loss"].append(running / n_run if n_run else torch.full_like(running, float("nan")))
+    :meth:`sgd_step` takes one minibatch step on every seed that has not diverged; :meth:`evaluate`
+    appends one evaluation on the test set; :meth:`result` packs a :class:`CNNRun`.
+    """
+
+    def __init__(self, data: Dataset, config: CNNConfig):
+        S, dev, dt = config.seeds, torch.device(config.device), config.dtype
+        self.config, self.dev = config, dev
+        self.xtr, self.ytr = data.x_train.to(dev, dt), data.y_train.to(dev, dt)
+        self.xte, self.yte = data.x_test.to(dev, dt), data.y_test.to(dev, dt)
+        self.n_probe = min(config.n_probe, self.xte.shape[0])
+        self.batch = min(config.batch_size, self.xtr.shape[0])
+        self.per_epoch = math.ceil(self.xtr.shape[0] / self.batch)
+        self.total = self.per_epoch * config.epochs
+        self.params = init_cnn(self.xtr.shape[1], config)
+        self.chunk = max(self.batch, 256)  # evaluation batch
+        self.f0_train = _evaluate(self.params, self.xtr, self.chunk, S, config.gamma0)[0]
+        self.f0_test = _evaluate(self.params, self.xte, self.chunk, S, config.gamma0)[0]
+        self.rec = {k: [] for k in ("step", "train_loss", "test_mse", "test_error", "alignment")}
+        self.dead = torch.zeros(S, dtype=torch.bool, device=dev)
+        self.first = torch.full((S,), -1, dtype=torch.int64, device=dev)
+        self.running, self.n_run = torch.zeros(S, device=dev, dtype=dt), 0
+        self.step = 0
+        self.limit = DIVERGENCE_FACTOR * torch.clamp((self.ytr**2).mean(), min=1.0)
+
+    def sgd_step(self, idx: torch.Tensor) -> None:
+        """One SGD step on the minibatch ``idx`` of the training set (diverged seeds are frozen)."""
+        cfg, S = self.config, self.config.seeds
+        idx = idx.to(self.dev)
+        f, _ = cnn_output(self.params, self.xtr[idx], S, cfg.gamma0)
+        per_seed = ((f - self.f0_train[idx] - self.ytr[idx, None]) ** 2).mean(0)  # (S,) batch MSE
+        with torch.no_grad():
+            new = (~torch.isfinite(per_seed) | (per_seed > self.limit)) & ~self.dead
+            self.first = torch.where(new, torch.full_like(self.first, self.step), self.first)
+            self.dead |= new
+        loss = 0.5 * torch.where(self.dead, torch.zeros_like(per_seed), per_seed).sum()
+        grads = torch.autograd.grad(loss, self.params)
+        with torch.no_grad():
+            for p, g in zip(self.params, grads):
+                p.sub_(torch.nan_to_num(g), alpha=cfg.lr_at(self.step, self.total))
+            self.running += per_seed.detach()
+            self.n_run += 1
+        self.step += 1
+
+    def evaluate(self) -> None:
+        """Append an evaluation at the current step (see :class:`CNNRun` for the quantities)."""
+        cfg, rec, yte, dt = self.config, self.rec, self.yte, self.config.dtype
+        f, feats = _evaluate(self.params, self.xte, self.chunk, cfg.seeds, cfg.gamma0)
+        ft = f - self.f0_test
+        rec["step"].append(self.step)
+        rec["train_loss"].append(self.running / self.n_run if self.n_run
+                                 else torch.full_like(self.running, float("nan")))
         rec["test_mse"].append(((ft - yte[:, None]) ** 2).mean(0))
         margin = ft * yte[:, None]
         rec["test_error"].append(((margin < 0).to(dt) + 0.5 * (margin == 0).to(dt)).mean(0))
-        rec["alignment"].append(_alignment(feats[:n_probe], yte[:n_probe]))
-        running, n_run = torch.zeros_like(running), 0
+        rec["alignment"].append(_alignment(feats[: self.n_probe], yte[: self.n_probe]))
+        self.running, self.n_run = torch.zeros_like(self.running), 0
 
+    def result(self, wall: float) -> CNNRun:
+        """The evaluations as a :class:`CNNRun`; those at or after a seed's divergence are NaN."""
+        steps = torch.as_tensor(self.rec["step"])
+        out = {k: torch.stack(v, 1).cpu() for k, v in self.rec.items() if k != "step"}
+        first = self.first.cpu()
+        for i in torch.nonzero(first >= 0)[:, 0].tolist():
+            late = steps >= first[i]
+            for v in out.values():
+                v[i, late] = float("nan")
+        return CNNRun(
+            self.config, steps, steps.to(torch.float64) / self.per_epoch,
+            out["train_loss"], out["test_mse"], out["test_error"], out["alignment"], first >= 0, first,
+            info={"wall_s": wall, "steps_per_epoch": self.per_epoch, "n_probe": self.n_probe,
+                  "n_train": self.xtr.shape[0], "n_test": self.xte.shape[0]},
+        )
+
+
+def train_cnn(data: Dataset, config: CNNConfig, *, progress: bool = False) -> CNNRun:
+    """Train ``config.seeds`` CNNs on ``data`` (images (P, C, H, W), test set required) by SGD,
+    evaluating at step 0, every ``eval_every`` steps and at the last step."""
+    if not isinstance(data, Dataset) or data.x_train.ndim != 4 or data.x_test is None:
+        raise ValueError("data: expected a simulate.data.Dataset of images (n, C, H, W) with a test set")
+    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: CUDA was requested but is not available; use 'cpu'")
+    run = CNNTraining(data, config)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=f"cnn N={config.channels}", unit="step")
+        bar = tqdm(total=run.total, desc=f"cnn N={config.channels}", unit="step")
     start = time.perf_counter()
-    evaluate(0)
-    step = 0
-    limit = None
-    for _, idx in minibatches(P, B, config.epochs, config.data_seed):
-        if bool(dead.all()):
+    run.evaluate()
+    for _, idx in minibatches(run.xtr.shape[0], run.batch, config.epochs, config.data_seed):
+        if bool(run.dead.all()):
             break
-        idx = idx.to(dev)
-        f, _ = cnn_output(params, xtr[idx], S, config.gamma0)
-        per_seed = ((f - f0_train[idx] - ytr[idx, None]) ** 2).mean(0)  # (S,) batch MSE
-        with torch.no_grad():
-            if limit is None:
-                limit = DIVERGENCE_FACTOR * torch.clamp((ytr**2).mean(), min=1.0)
-            new = (~torch.isfinite(per_seed) | (per_seed > limit)) & ~dead
-            first = torch.where(new, torch.full_like(first, step), first)
-            dead |= new
-        loss = 0.5 * torch.where(dead, torch.zeros_like(per_seed), per_seed).sum()
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p.sub_(torch.nan_to_num(g), alpha=config.lr_at(step, total))
-            running += per_seed.detach()
-            n_run += 1
-        step += 1
+        run.sgd_step(idx)
         if bar is not None:
             bar.update(1)
-        if step % config.eval_every == 0 or step == total:
-            evaluate(step)
+        if run.step % config.eval_every == 0 or run.step == run.total:
+            run.evaluate()
     if bar is not None:
         bar.close()
-    steps = torch.as_tensor(rec["step"])
-    out = {k: torch.stack(v, 1).cpu() for k, v in rec.items() if k != "step"}
-    first = first.cpu()
-    for i in torch.nonzero(first >= 0)[:, 0].tolist():
-        late = steps >= first[i]
-        for v in out.values():
-            v[i, late] = float("nan")
-    return CNNRun(
-        config, steps, steps.to(torch.float64) / per_epoch,
-        out["train_loss"], out["test_mse"], out["test_error"], out["alignment"],
-        first >= 0, first,
-        info={"wall_s": time.perf_counter() - start, "steps_per_epoch": per_epoch, "n_probe": n_probe,
-              "n_train": P, "n_test": xte.shape[0]},
-    )
+    return run.result(time.perf_counter() - start)

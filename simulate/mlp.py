@@ -109,14 +109,26 @@ def sgd_step(net: Network, fields: Fields, x_train: torch.Tensor, delta: torch.T
     net.w0.add_(torch.matmul(gd[0], x_train), alpha=c / math.sqrt(D))
 
 
-def equal_time_ntk(fields: Fields, kx: torch.Tensor) -> torch.Tensor:
-    """(S, P_all, P_all) NTK ``G^1 * Kx + sum_l G^{l+1} * Phi^l + Phi^L`` from the fields."""
+def layer_grams(fields: Fields, *, phi: bool = True, g: bool = True) -> tuple[list | None, list | None]:
+    """Equal-time kernels of every layer from the fields: ``(Phi, G)``, each a list of L tensors
+    (S, P_all, P_all), ``Phi^{j+1} = a^{j+1} a^{j+1 T} / N`` and ``G^{j+1} = g^{j+1} g^{j+1 T} / N``
+    (None where not asked for)."""
     N = fields.a[0].shape[-1]
     gram = lambda u: torch.bmm(u, u.mT) / N  # noqa: E731
-    k = gram(fields.g[0]) * kx
-    for j in range(len(fields.a) - 1):
-        k = k + gram(fields.g[j + 1]) * gram(fields.a[j])
-    return k + gram(fields.a[-1])
+    return ([gram(a) for a in fields.a] if phi else None), ([gram(u) for u in fields.g] if g else None)
+
+
+def ntk_from_grams(phi: list[torch.Tensor], g: list[torch.Tensor], kx: torch.Tensor) -> torch.Tensor:
+    """(S, P_all, P_all) NTK ``G^1 * Kx + sum_l G^{l+1} * Phi^l + Phi^L`` from the layer kernels."""
+    k = g[0] * kx
+    for j in range(len(phi) - 1):
+        k = k + g[j + 1] * phi[j]
+    return k + phi[-1]
+
+
+def equal_time_ntk(fields: Fields, kx: torch.Tensor) -> torch.Tensor:
+    """(S, P_all, P_all) NTK ``G^1 * Kx + sum_l G^{l+1} * Phi^l + Phi^L`` from the fields."""
+    return ntk_from_grams(*layer_grams(fields), kx)
 
 
 def gram_into(out: torch.Tensor, feats: torch.Tensor, *, blocks: int = 8) -> None:

@@ -29,7 +29,8 @@ from theory.problem import Problem
 from .cache import Cache, Record, spec_key
 from .executors import closing, one_thread, process_pool
 from .identity import problem_identity, source_version
-from .train import check_record, train
+from .inputs import check_kernels, check_record
+from .train import train
 from .trajectories import OBSERVABLES, Trajectories
 
 #: The modules a training result depends on (their source enters the key).
@@ -77,7 +78,8 @@ def problem_from_payload(p: dict) -> Problem:
 # ----------------------------------------------------------------------------- training jobs
 @dataclass(frozen=True)
 class Job:
-    """One call ``train(problem, width, seeds, seed=seed, ...)``, stored losslessly."""
+    """One call ``train(problem, width, seeds, seed=seed, ...)``, stored losslessly (``kernels``:
+    "two_time" or "equal_time", see ``simulate.train``)."""
 
     problem: Problem
     _: KW_ONLY
@@ -88,11 +90,13 @@ class Job:
     dtype: torch.dtype = torch.float64
     record: tuple[str, ...] = OBSERVABLES
     times: tuple[int, ...] | None = None
+    kernels: str = "two_time"
     kind = "train"
     cached = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "record", check_record(self.record))
+        check_kernels(self.kernels)
         if self.times is not None:
             object.__setattr__(self, "times", tuple(int(t) for t in self.times))
 
@@ -101,11 +105,12 @@ class Job:
         return spec_key({"kind": self.kind, "problem": problem_identity(self.problem), "width": self.width,
                          "seeds": self.seeds, "seed": self.seed, "device": str(torch.device(self.device)),
                          "dtype": str(self.dtype), "record": self.record, "times": self.times,
+                         "kernels": self.kernels,
                          "code": source_version(*TRAIN_SOURCES), "torch": torch.__version__})
 
     def payload(self):
         return train_record, (problem_payload(self.problem), self.width, self.seeds, self.seed, self.device,
-                              str(self.dtype).removeprefix("torch."), self.record, self.times)
+                              str(self.dtype).removeprefix("torch."), self.record, self.times, self.kernels)
 
     def decode(self, rec: Record) -> Trajectories:
         t, m = rec.tensors, rec.meta
@@ -115,26 +120,31 @@ class Job:
             self.problem, t["t"], t["loss"], t["f_train"], t.get("f_test"), t.get("ntk"), layers("phi"),
             layers("g"), t["kernel_times"], t["diverged"], t["diverged_step"], width=m["width"],
             seeds=m["seeds"], seed=m["seed"], device=m["device"], dtype=self.dtype,
-            info={"wall_s": m["wall_s"], "record": self.record})
+            info={"wall_s": m["wall_s"], "record": self.record, "kernels": self.kernels},
+            phi_eq=layers("phi_eq"), g_eq=layers("g_eq"))
 
     def cost(self) -> float:
-        """Rough multiply-adds (products over T steps and the two-time Grams), longest first."""
-        p, N, n = self.problem, self.width, len(self.times or range(self.problem.steps + 1)) * self.problem.n_points
+        """Rough multiply-adds (products over T steps and the kernels' Grams), longest first."""
+        p, N = self.problem, self.width
+        tk = len(self.times or range(p.steps + 1))
+        side = tk * p.n_points if self.kernels == "two_time" else p.n_points
+        grams = 4 * p.depth * self.seeds * side * side * N * (1 if self.kernels == "two_time" else tk)
         return float(self.seeds * p.steps * N * (p.input_dim + (p.depth - 1) * N + p.n_points) * p.n_points * 6
-                     + 4 * p.depth * self.seeds * n * n * N * bool(set(self.record) & {"phi", "g"}))
+                     + grams * bool(set(self.record) & {"phi", "g"}))
 
     def run(self, progress: bool = False) -> Trajectories:
         return train(self.problem, self.width, self.seeds, seed=self.seed, device=self.device,
-                     dtype=self.dtype, record=self.record, times=self.times, progress=progress)
+                     dtype=self.dtype, record=self.record, times=self.times, kernels=self.kernels,
+                     progress=progress)
 
 
-def train_record(problem: dict, width, seeds, seed, device, dtype, record, times) -> Record:
+def train_record(problem: dict, width, seeds, seed, device, dtype, record, times, kernels) -> Record:
     """Worker side of :class:`Job`: train and return every field as tensors."""
     run = train(problem_from_payload(problem), width, seeds, seed=seed, device=device,
-                dtype=getattr(torch, dtype), record=record, times=times)
+                dtype=getattr(torch, dtype), record=record, times=times, kernels=kernels)
     tensors = {n: getattr(run, n) for n in ("t", "loss", "f_train", "f_test", "ntk", "kernel_times",
                                             "diverged", "diverged_step") if getattr(run, n) is not None}
-    for n in ("phi", "g"):
+    for n in ("phi", "g", "phi_eq", "g_eq"):
         for l, k in enumerate(getattr(run, n) or ()):
             tensors[f"{n}.{l}"] = k
     return Record(tensors, {"width": run.width, "seeds": run.seeds, "seed": run.seed, "device": run.device,
@@ -152,6 +162,7 @@ def grid(
     dtype: torch.dtype = torch.float64,
     record: Iterable[str] | None = OBSERVABLES,
     times: Sequence[int] | None = None,
+    kernels: str = "two_time",
     **axes: Sequence[Any],
 ) -> list[Job]:
     """Jobs for every width x value of each Problem field in ``axes`` (e.g. ``gamma0=[0.5, 1]``,
@@ -160,6 +171,7 @@ def grid(
     ``seeds`` networks per grid point, trained ``seeds_per_job`` at a time (default: all in one
     batched job); batch ``k`` starts at seed ``seed + k * seeds_per_job``. The same seeds are used at
     every grid point (common random numbers across widths are not implied: widths differ).
+    ``record``, ``times`` and ``kernels`` are passed to every ``train`` call.
     """
     spj = seeds if seeds_per_job is None else seeds_per_job
     if isinstance(spj, bool) or not isinstance(spj, int) or spj < 1:
@@ -174,7 +186,8 @@ def grid(
             prob = problem.replace(**dict(zip(names, combo))) if names else problem
             for start in range(0, seeds, spj):
                 jobs.append(Job(prob, width=int(width), seeds=min(spj, seeds - start), seed=seed + start,
-                                device=device, dtype=dtype, record=record, times=times))
+                                device=device, dtype=dtype, record=record, times=times,
+                                kernels=kernels))
     return jobs
 
 

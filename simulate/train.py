@@ -1,14 +1,15 @@
 """``simulate.train``: full-batch gradient descent on S networks of one width, batched over seeds.
 
 THEORY.md section 1 (conventions) and DESIGN.md (contract). The forward/backward/update maths is
-in :mod:`simulate.mlp`; this module validates input, loops over time steps (causality forces
-that loop), records observables, detects divergence and packs a :class:`Trajectories`.
+in :mod:`simulate.mlp` and the input checks and memory plan in :mod:`simulate.inputs`. Here: a
+:class:`Recording` (the result buffers of every seed) and a :class:`SeedBatch` (the training
+state of the seeds that train together) whose :meth:`SeedBatch.step` runs one time step (causality
+forces the loop over steps), records its observables and flags divergence; ``train`` runs the
+batches and packs a :class:`Trajectories`.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from typing import Iterable
 
@@ -16,120 +17,154 @@ import torch
 
 from theory.problem import Problem
 
-from .mlp import DIVERGENCE_FACTOR, equal_time_ntk, forward, gram_into, init_network, sgd_step
+from .mlp import DIVERGENCE_FACTOR, forward, gram_into, init_network, layer_grams, ntk_from_grams, sgd_step
+from .inputs import TrainSetup, setup
 from .trajectories import OBSERVABLES, Trajectories
 
-#: Working memory per batch of seeds on the CPU when ``memory_budget`` is not given (bytes).
-CPU_MEMORY_BUDGET = 2 * 1024**3
 
+class Recording:
+    """The result buffers of one ``train`` call for all S seeds (CPU tensors of ``dtype``).
 
-def check_device(device) -> torch.device:
-    """``torch.device(device)`` for a CPU or an available CUDA device; else ``ValueError`` naming ``device``."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: cannot parse {device!r}; use 'cpu' or 'cuda[:i]'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: CUDA was requested but torch.cuda.is_available() is False; use 'cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: {dev.type!r} is not supported; valid values are 'cpu' and 'cuda'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device: {device!r} does not exist; this machine has {torch.cuda.device_count()} "
-                         "CUDA device(s), 'cuda:0' ..")
-    return dev
+    loss (S, T+1), f_all (S, T+1, P_all), ntk (S, T+1, P_all, P_all) or None; kernels: name ->
+    L tensors, (S, Tk, P_all, Tk, P_all) for two-time kernels, (S, Tk, P_all, P_all) for
+    equal-time ones; div_step (S,) int64, -1 where a seed did not diverge. Entries a batch never
+    reached (it stopped when all its seeds diverged) stay NaN.
+    """
 
+    def __init__(self, st: TrainSetup):
+        p, S = st.problem, st.seeds
+        T1, Pa, Tk = p.steps + 1, p.n_points, len(st.ktimes)
+        nan = lambda *shape: torch.full(shape, float("nan"), dtype=st.dtype)  # noqa: E731
+        self.loss = nan(S, T1)
+        self.f_all = nan(S, T1, Pa)
+        self.ntk = nan(S, T1, Pa, Pa) if "ntk" in st.record else None
+        shape = (S, Tk, Pa, Tk, Pa) if st.two_time else (S, Tk, Pa, Pa)
+        self.kernels = {n: [nan(*shape) for _ in range(p.depth)] for n in st.kernel_names}
+        self.div_step = torch.full((S,), -1, dtype=torch.int64)
 
-def check_record(record) -> tuple[str, ...]:
-    """The observables of ``record=`` in canonical order; ``ValueError`` naming ``record`` otherwise."""
-    if record is None:
-        return ()
-    if isinstance(record, str):
-        record = (record,)
-    rec = tuple(dict.fromkeys(record))
-    bad = [r for r in rec if r not in OBSERVABLES]
-    if bad:
-        raise ValueError(f"record: unknown observables {bad}; valid values are {list(OBSERVABLES)}")
-    return tuple(r for r in OBSERVABLES if r in rec)
+    def mask_diverged(self, ktimes: torch.Tensor) -> None:
+        """NaN from each diverged seed's divergence step on (two-time kernels: where either time is)."""
+        nan = float("nan")
+        for i in torch.nonzero(self.div_step >= 0)[:, 0].tolist():
+            k = int(self.div_step[i])
+            self.loss[i, k:] = nan
+            self.f_all[i, k:] = nan
+            if self.ntk is not None:
+                self.ntk[i, k:] = nan
+            late = ktimes >= k
+            for arrs in self.kernels.values():
+                for arr in arrs:
+                    arr[i, late] = nan
+                    if arr.ndim == 5:
+                        arr[i, :, :, late] = nan
 
-
-def _check_times(times, steps: int) -> torch.Tensor:
-    if times is None:
-        return torch.arange(steps + 1)
-    try:
-        t = torch.as_tensor(list(times) if not torch.is_tensor(times) else times)
-    except (TypeError, ValueError):
-        raise ValueError(f"times: expected step indices in 0..{steps}, got {times!r}") from None
-    if t.ndim != 1 or t.numel() == 0 or t.is_floating_point() or t.dtype == torch.bool:
-        raise ValueError(f"times: expected a non-empty list of integer step indices in 0..{steps}")
-    if int(t.min()) < 0 or int(t.max()) > steps:
-        raise ValueError(f"times: step indices must lie in 0..{steps}, got {t.tolist()}")
-    return torch.unique(t.to(torch.int64))
-
-
-def _bytes_per_seed(problem: Problem, width: int, n_times: int, record, dtype, dev) -> int:
-    """Working memory of one network in bytes: weights, recorded features and activations."""
-    el = torch.empty((), dtype=dtype).element_size()
-    L, D, Pa = problem.depth, problem.input_dim, problem.n_points
-    n_hist = L * (("phi" in record) + ("g" in record))
-    per_seed = el * (
-        width * D + (L - 1) * width**2 + width + n_hist * n_times * Pa * width + 8 * L * Pa * width
-    )
-    if dev.type == "cuda":
-        per_seed += el * n_hist * (n_times * Pa) ** 2 // max(1, L)  # device-side Gram buffer
-    return per_seed
-
-
-def _device_bytes(dev: torch.device) -> int | None:
-    """Total memory of the device (physical memory for the CPU), or None where unknown."""
-    try:
-        if dev.type == "cuda":
-            return int(torch.cuda.get_device_properties(dev).total_memory)
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, OSError, ValueError, RuntimeError):
-        return None
-
-
-def _check_width_fits(per_seed: int, width: int, dev: torch.device, dtype) -> None:
-    """``ValueError`` naming ``width`` when one network cannot fit in the device's memory."""
-    total = _device_bytes(dev)
-    if total is not None and per_seed > total:
-        raise ValueError(
-            f"width: {width} needs about {per_seed / 2**30:.3g} GiB for one network ({dtype}) but the "
-            f"{dev.type} device has {total / 2**30:.3g} GiB in all; use a smaller width"
+    def trajectories(self, st: TrainSetup, info: dict) -> Trajectories:
+        """The :class:`Trajectories` of these buffers (call :meth:`mask_diverged` first)."""
+        p, P = st.problem, st.problem.n_train
+        two, eq = {}, {}
+        for name, arrs in self.kernels.items():
+            (two if st.two_time else eq)[name] = tuple(arrs)
+        return Trajectories(
+            problem=p, t=p.times.to(st.dtype), loss=self.loss, f_train=self.f_all[:, :, :P].clone(),
+            f_test=self.f_all[:, :, P:].clone() if p.n_points > P else None, ntk=self.ntk,
+            phi=two.get("phi"), g=two.get("g"), kernel_times=st.ktimes, diverged=self.div_step >= 0,
+            diverged_step=self.div_step, width=st.width, seeds=st.seeds, seed=st.seed, device=str(st.dev),
+            dtype=st.dtype, info=info, phi_eq=eq.get("phi"), g_eq=eq.get("g"),
         )
 
 
-def _seed_chunk(per_seed: int, dev, budget, seeds: int) -> int:
-    """How many seeds fit together in ``budget`` bytes of working memory (at least 1)."""
-    if budget is None and dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        budget = int(0.6 * free)
-    elif budget is None:
-        budget = CPU_MEMORY_BUDGET
-    return max(1, min(seeds, int(budget // per_seed)))
+class SeedBatch:
+    """Training state of seeds ``s0 .. s1-1`` of one ``train`` call, trained as one batch.
 
+    Holds their networks, the initial outputs, divergence flags and, for two-time kernels, the
+    features ``phi(h^l)``, ``g^l`` at every kernel time, (n, Tk, P_all, N) per layer.
+    """
 
-def _check_inputs(problem, width, seeds, seed, device, dtype, record, times):
-    """Every input check of :func:`train`, before anything is allocated: ``ValueError`` naming the
-    field. Returns the device, the record tuple, the kernel times and the bytes per network."""
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem: expected a theory.Problem, got {type(problem).__name__}")
-    for name, v, lo in (("width", width, 1), ("seeds", seeds, 1), ("seed", seed, 0)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
-    if problem.gamma0 <= 0.0:
-        raise ValueError(
-            "gamma0: must be > 0 for a finite network (the readout is w . phi / (gamma0 N)); "
-            "use a small gamma0 such as 1e-3, or theory.solve(problem, scheme='ntk') for gamma0 = 0"
-        )
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype: must be a torch floating dtype (torch.float64, torch.float32), got {dtype!r}")
-    dev = check_device(device)
-    record = check_record(record)
-    ktimes = _check_times(times, problem.steps)
-    per_seed = _bytes_per_seed(problem, width, len(ktimes), record, dtype, dev)
-    _check_width_fits(per_seed, width, dev, dtype)
-    return dev, record, ktimes, per_seed
+    def __init__(self, st: TrainSetup, rec: Recording, s0: int, s1: int):
+        self.st, self.rec, self.rows = st, rec, slice(s0, s1)
+        p, n = st.problem, s1 - s0
+        self.net = init_network(p.input_dim, st.width, p.depth, list(range(st.seed + s0, st.seed + s1)),
+                                device=st.dev, dtype=st.dtype)
+        self.slot = {int(k): i for i, k in enumerate(st.ktimes)}
+        shape = (n, len(st.ktimes), p.n_points, st.width)
+        self.hist = {name: [torch.empty(shape, device=st.dev, dtype=st.dtype) for _ in range(p.depth)]
+                     for name in (st.kernel_names if st.two_time else ())}
+        self.dead = torch.zeros(n, dtype=torch.bool, device=st.dev)
+        self.first = torch.full((n,), -1, dtype=torch.int64, device=st.dev)
+        self.f0 = self.limit = None
+        self.lr = p.eta * p.gamma0 / p.n_train  # c of simulate.mlp.sgd_step
+
+    @property
+    def size(self) -> int:
+        return self.rows.stop - self.rows.start
+
+    def step(self, k: int) -> bool:
+        """Forward pass at step ``k``, record it, then (k < T) one gradient step on the seeds that
+        have not diverged. False when every seed has diverged (training stops)."""
+        st, p = self.st, self.st.problem
+        backward = k < p.steps or "g" in st.record or "ntk" in st.record
+        fields = forward(self.net, st.x, p.activation, p.gamma0, backward=backward)
+        if self.f0 is None:
+            self.f0 = fields.f.clone()
+        ft = fields.f - self.f0
+        lk = ((ft[:, : p.n_train] - st.y) ** 2).mean(1)
+        self._flag(k, lk)
+        self._record(k, fields, ft, lk)
+        if k == p.steps:
+            return True
+        if bool(self.dead.all()):
+            return False
+        delta = torch.where(self.dead[:, None], torch.zeros_like(lk)[:, None], st.y - ft[:, : p.n_train])
+        sgd_step(self.net, fields, st.x[: p.n_train], delta, self.lr)
+        return True
+
+    def _flag(self, k: int, lk: torch.Tensor) -> None:
+        """Flag seeds whose loss is non-finite or exceeds DIVERGENCE_FACTOR * max(1, loss(0))."""
+        if self.limit is None:
+            self.limit = DIVERGENCE_FACTOR * torch.clamp(lk, min=1.0)
+        new = (~torch.isfinite(lk) | (lk > self.limit)) & ~self.dead
+        self.first = torch.where(new, torch.full_like(self.first, k), self.first)
+        self.dead = self.dead | new
+
+    def _record(self, k: int, fields, ft: torch.Tensor, lk: torch.Tensor) -> None:
+        st, rec, rows = self.st, self.rec, self.rows
+        rec.loss[rows, k] = lk.cpu()
+        rec.f_all[rows, k] = ft.cpu()
+        names = st.kernel_names if k in self.slot else ()
+        if st.two_time:
+            for name in names:
+                for j, src in enumerate(fields.a if name == "phi" else fields.g):
+                    self.hist[name][j][:, self.slot[k]] = src
+            names = ()
+        ntk = rec.ntk is not None
+        if not (ntk or names):
+            return
+        phi, g = layer_grams(fields, phi=ntk or "phi" in names, g=ntk or "g" in names)
+        if ntk:
+            rec.ntk[rows, k] = ntk_from_grams(phi, g, st.kx).cpu()
+        for name, grams in (("phi", phi), ("g", g)):
+            if name in names:
+                for j, m in enumerate(grams):
+                    rec.kernels[name][j][rows, self.slot[k]] = m.cpu()
+
+    def finish(self) -> None:
+        """Write the two-time kernels (one Gram matrix per layer) and the divergence steps."""
+        st, n = self.st, self.size
+        side = len(st.ktimes) * st.problem.n_points
+        self.net = None
+        for name, bufs in self.hist.items():
+            for j, feats in enumerate(bufs):
+                out = self.rec.kernels[name][j][self.rows].view(n, side, side)
+                flat = feats.view(n, side, st.width)
+                if st.dev.type == "cpu":
+                    gram_into(out, flat)
+                else:
+                    tmp = torch.empty(n, side, side, device=st.dev, dtype=st.dtype)
+                    gram_into(tmp, flat)
+                    out.copy_(tmp)
+                    del tmp
+                bufs[j] = None
+        self.rec.div_step[self.rows] = self.first.cpu()
 
 
 def train(
@@ -142,6 +177,7 @@ def train(
     dtype: torch.dtype = torch.float64,
     record: Iterable[str] | str | None = OBSERVABLES,
     times: Iterable[int] | None = None,
+    kernels: str = "two_time",
     progress: bool = False,
     memory_budget: int | None = None,
 ) -> Trajectories:
@@ -152,118 +188,37 @@ def train(
     batched computation; when their working memory exceeds ``memory_budget`` bytes (default 2 GiB
     on the CPU, 60% of free GPU memory on CUDA) they are trained in consecutive batches.
 
-    record: which of ``("ntk", "phi", "g")`` to record (loss and outputs always are).
-    times:  step indices (0..T) at which the two-time kernels ``phi``/``g`` are recorded
-            (default: all T + 1); their memory is ``S * (Tk * P_all)**2`` numbers per layer.
+    record:  which of ``("ntk", "phi", "g")`` to record (loss and outputs always are).
+    times:   step indices (0..T) at which the kernels ``phi``/``g`` are recorded (default: all T + 1).
+    kernels: ``"two_time"`` (default): ``phi``/``g`` are the two-time kernels, ``S * (Tk * P_all)**2``
+             numbers per layer; ``"equal_time"``: only ``Phi(t, t)``, ``G(t, t)`` are computed, in
+             ``phi_eq``/``g_eq`` (``phi``/``g`` are None), at a fraction of the cost and memory.
+             ``phi_diag``/``g_diag`` read the equal-time kernels in both modes.
     Results are CPU tensors of ``dtype``. ``gamma0 = 0`` is rejected: the readout divides by
     gamma0; use a small gamma0 (e.g. 1e-3; outputs are centred, so this is well conditioned in
     float64) or ``theory.solve(problem, scheme="ntk")`` for the lazy limit.
     """
-    dev, record, ktimes, per_seed = _check_inputs(problem, width, seeds, seed, device, dtype, record, times)
-    chunk = _seed_chunk(per_seed, dev, memory_budget, seeds)
-
-    T, P, Pa, L, S = problem.steps, problem.n_train, problem.n_points, problem.depth, seeds
-    Tk = len(ktimes)
-    slot = {int(k): i for i, k in enumerate(ktimes)}
-    loss = torch.full((S, T + 1), float("nan"), dtype=dtype)
-    f_all = torch.full((S, T + 1, Pa), float("nan"), dtype=dtype)
-    ntk = torch.full((S, T + 1, Pa, Pa), float("nan"), dtype=dtype) if "ntk" in record else None
-    kern = {n: [torch.empty((S, Tk, Pa, Tk, Pa), dtype=dtype) for _ in range(L)]  # every entry is written
-            for n in ("phi", "g") if n in record}
-    div_step = torch.full((S,), -1, dtype=torch.int64)
-
-    x = problem.x_all.to(dev, dtype)
-    y = problem.y_train.to(dev, dtype)
-    kx = problem.kx.to(dev, dtype)
-    c = problem.eta * problem.gamma0 / P
-    need_g_last = "g" in record or "ntk" in record
+    st = setup(problem, width, seeds, seed=seed, device=device, dtype=dtype, record=record, times=times,
+               kernels=kernels, memory_budget=memory_budget)
+    rec = Recording(st)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=S * (T + 1), desc=f"train N={width}", unit="seed-step")
+        bar = tqdm(total=seeds * (problem.steps + 1), desc=f"train N={width}", unit="seed-step")
     start = time.perf_counter()
-    for s0 in range(0, S, chunk):
-        s1 = min(S, s0 + chunk)
-        n_s = s1 - s0
-        net = init_network(problem.input_dim, width, L, list(range(seed + s0, seed + s1)), device=dev, dtype=dtype)
-        hist = {n: [torch.empty(n_s, Tk, Pa, width, device=dev, dtype=dtype) for _ in range(L)] for n in kern}
-        dead = torch.zeros(n_s, dtype=torch.bool, device=dev)
-        first = torch.full((n_s,), -1, dtype=torch.int64, device=dev)
-        f0 = None
-        for k in range(T + 1):
-            fields = forward(net, x, problem.activation, problem.gamma0, backward=k < T or need_g_last)
-            if f0 is None:
-                f0 = fields.f.clone()
-            ft = fields.f - f0
-            lk = ((ft[:, :P] - y) ** 2).mean(1)
-            if k == 0:
-                limit = DIVERGENCE_FACTOR * torch.clamp(lk, min=1.0)
-            new = (~torch.isfinite(lk) | (lk > limit)) & ~dead
-            first = torch.where(new, torch.full_like(first, k), first)
-            dead = dead | new
-            loss[s0:s1, k] = lk.cpu()
-            f_all[s0:s1, k] = ft.cpu()
-            if ntk is not None:
-                ntk[s0:s1, k] = equal_time_ntk(fields, kx).cpu()
-            if k in slot:
-                for name, src in (("phi", fields.a), ("g", fields.g)):
-                    if name in hist:
-                        for j in range(L):
-                            hist[name][j][:, slot[k]] = src[j]
+    for s0 in range(0, seeds, st.chunk):
+        batch = SeedBatch(st, rec, s0, min(seeds, s0 + st.chunk))
+        for k in range(problem.steps + 1):
+            going = batch.step(k)
             if bar is not None:
-                bar.update(n_s)
-            if k < T:
-                if bool(dead.all()):
-                    break
-                delta = torch.where(dead[:, None], torch.zeros_like(lk)[:, None], y - ft[:, :P])
-                sgd_step(net, fields, x[:P], delta, c)
-        del net, fields
-        for name, bufs in hist.items():
-            for j, feats in enumerate(bufs):
-                out = kern[name][j][s0:s1].view(n_s, Tk * Pa, Tk * Pa)
-                flat = feats.view(n_s, Tk * Pa, width)
-                if dev.type == "cpu":
-                    gram_into(out, flat)
-                else:
-                    tmp = torch.empty(n_s, Tk * Pa, Tk * Pa, device=dev, dtype=dtype)
-                    gram_into(tmp, flat)
-                    out.copy_(tmp)
-                    del tmp
-                bufs[j] = None
-        div_step[s0:s1] = first.cpu()
+                bar.update(batch.size)
+            if not going:
+                break
+        batch.finish()
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - start
-
-    diverged = div_step >= 0
-    for i in torch.nonzero(diverged)[:, 0].tolist():  # mask entries from the divergence step on
-        k = int(div_step[i])
-        loss[i, k:] = float("nan")
-        f_all[i, k:] = float("nan")
-        if ntk is not None:
-            ntk[i, k:] = float("nan")
-        late = ktimes >= k
-        for bufs in kern.values():
-            for arr in bufs:
-                arr[i, late] = float("nan")
-                arr[i, :, :, late] = float("nan")
-    return Trajectories(
-        problem=problem,
-        t=problem.times.to(dtype),
-        loss=loss,
-        f_train=f_all[:, :, :P].clone(),
-        f_test=f_all[:, :, P:].clone() if Pa > P else None,
-        ntk=ntk,
-        phi=tuple(kern["phi"]) if "phi" in kern else None,
-        g=tuple(kern["g"]) if "g" in kern else None,
-        kernel_times=ktimes,
-        diverged=diverged,
-        diverged_step=div_step,
-        width=width,
-        seeds=S,
-        seed=seed,
-        device=str(dev),
-        dtype=dtype,
-        info={"wall_s": wall, "seed_chunk": chunk, "record": record},
-    )
+    rec.mask_diverged(st.ktimes)
+    return rec.trajectories(st, {"wall_s": wall, "seed_chunk": st.chunk, "record": st.record,
+                                 "kernels": st.kernels})

@@ -14,6 +14,8 @@ import torch
 
 #: Observables that ``record=`` can choose (loss and outputs are always recorded).
 OBSERVABLES = ("ntk", "phi", "g")
+#: Fields that :meth:`Trajectories.mean` and :meth:`Trajectories.sem` average.
+FIELDS = ("loss", "f_train", "f_test", "ntk", "phi", "g", "phi_eq", "g_eq")
 
 
 class DivergenceError(RuntimeError):
@@ -32,14 +34,19 @@ class Trajectories:
     f_train:       (S, T+1, P) centred outputs ``f(theta_k) - f(theta_0)`` on training points.
     f_test:        (S, T+1, Q) the same on test points, or None without a test set.
     ntk:           (S, T+1, P_all, P_all) ``K(t,t) = sum_l G^{l+1}(t,t) * Phi^l(t,t)``, or None.
-    phi:           tuple of L tensors (S, Tk, P_all, Tk, P_all), ``phi[l] = Phi^{l+1}(t, s)``, or None.
+    phi:           tuple of L tensors (S, Tk, P_all, Tk, P_all), ``phi[l] = Phi^{l+1}(t, s)``, or None
+                   (not recorded, or recorded with ``kernels="equal_time"``).
     g:             tuple of L tensors (S, Tk, P_all, Tk, P_all), ``g[l] = G^{l+1}(t, s)``, or None.
-    kernel_times:  (Tk,) int64 step indices at which ``phi`` and ``g`` were recorded.
+    kernel_times:  (Tk,) int64 step indices at which the kernels (``phi``, ``g``, ``phi_eq``, ``g_eq``)
+                   were recorded.
     diverged:      (S,) bool, True where the loss became non-finite or exploded.
     diverged_step: (S,) int64, the first step flagged as diverged, -1 where none.
     width, seeds, seed: N, S and the seed of the first network (network i used ``seed + i``).
     device, dtype: where and in which precision the networks were trained (results are on the CPU).
-    info:          free-form details (wall time, seed chunking, ...).
+    info:          free-form details (wall time, seed chunking, kernel mode, ...).
+    phi_eq, g_eq:  tuples of L tensors (S, Tk, P_all, P_all), the equal-time kernels
+                   ``Phi^{l+1}(t, t)``, ``G^{l+1}(t, t)`` recorded with ``kernels="equal_time"``
+                   (else None). :meth:`phi_diag` / :meth:`g_diag` read them in either mode.
 
     Entries at steps ``>= diverged_step`` of a diverged seed are NaN (for the two-time kernels:
     wherever either time is ``>= diverged_step``).
@@ -63,6 +70,8 @@ class Trajectories:
     device: str = "cpu"
     dtype: torch.dtype = torch.float64
     info: dict[str, Any] = field(default_factory=dict)
+    phi_eq: tuple[torch.Tensor, ...] | None = None
+    g_eq: tuple[torch.Tensor, ...] | None = None
 
     def __post_init__(self) -> None:
         p = self.problem
@@ -85,17 +94,18 @@ class Trajectories:
                 raise ValueError(f"Trajectories.{name}: expected shape {shape}, got {got}")
         if (self.f_test is None) != (Q == 0):
             raise ValueError("Trajectories.f_test: must be given exactly when the problem has test points")
-        for name in ("phi", "g"):
+        layer_shapes = {"phi": (S, Tk, Pa, Tk, Pa), "g": (S, Tk, Pa, Tk, Pa),
+                        "phi_eq": (S, Tk, Pa, Pa), "g_eq": (S, Tk, Pa, Pa)}
+        for name, shape in layer_shapes.items():
             seq = getattr(self, name)
             if seq is None:
                 continue
             if len(seq) != L:
                 raise ValueError(f"Trajectories.{name}: expected {L} layers, got {len(seq)}")
             for arr in seq:
-                if tuple(arr.shape) != (S, Tk, Pa, Tk, Pa):
+                if tuple(arr.shape) != shape:
                     raise ValueError(
-                        f"Trajectories.{name}: expected per-layer shape {(S, Tk, Pa, Tk, Pa)}, "
-                        f"got {tuple(arr.shape)}"
+                        f"Trajectories.{name}: expected per-layer shape {shape}, got {tuple(arr.shape)}"
                     )
 
     # ------------------------------------------------------------------ convenience
@@ -122,14 +132,13 @@ class Trajectories:
         return self
 
     def _field(self, name: str):
-        if name not in ("loss", "f_train", "f_test", "ntk", "phi", "g"):
-            raise ValueError(
-                f"name: unknown field {name!r}; valid fields are "
-                "['loss', 'f_train', 'f_test', 'ntk', 'phi', 'g']"
-            )
+        if name not in FIELDS:
+            raise ValueError(f"name: unknown field {name!r}; valid fields are {list(FIELDS)}")
         value = getattr(self, name)
         if value is None:
-            raise ValueError(f"name: field {name!r} was not recorded (see train(record=...))")
+            how = {"phi": "record=..., kernels='two_time'", "g": "record=..., kernels='two_time'",
+                   "phi_eq": "record=..., kernels='equal_time'", "g_eq": "record=..., kernels='equal_time'"}
+            raise ValueError(f"name: field {name!r} was not recorded (see train({how.get(name, 'record=...')}))")
         return value
 
     def mean(self, name: str = "loss"):
@@ -164,14 +173,20 @@ class Trajectories:
 
     def phi_diag(self, layer: int) -> torch.Tensor:
         """(S, Tk, P_all, P_all) equal-time kernel ``Phi^{layer+1}(t, t)`` at ``kernel_times``."""
-        return torch.diagonal(self._field("phi")[layer], dim1=1, dim2=3).permute(0, 3, 1, 2)
+        return self._diag("phi", layer)
 
     def g_diag(self, layer: int) -> torch.Tensor:
         """(S, Tk, P_all, P_all) equal-time kernel ``G^{layer+1}(t, t)`` at ``kernel_times``."""
-        return torch.diagonal(self._field("g")[layer], dim1=1, dim2=3).permute(0, 3, 1, 2)
+        return self._diag("g", layer)
+
+    def _diag(self, name: str, layer: int) -> torch.Tensor:
+        if getattr(self, name) is None and getattr(self, name + "_eq") is not None:
+            return self._field(name + "_eq")[layer]
+        return torch.diagonal(self._field(name)[layer], dim1=1, dim2=3).permute(0, 3, 1, 2)
 
     def __repr__(self) -> str:
         rec = [n for n in OBSERVABLES if getattr(self, n) is not None]
+        rec += [f"{n}(t,t)" for n in ("phi", "g") if getattr(self, n + "_eq") is not None]
         return (
             f"Trajectories({self.problem!r}, width={self.width}, seeds={self.seeds}, "
             f"seed={self.seed}, recorded={rec}, diverged={int(self.diverged.sum())})"

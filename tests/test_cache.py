@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from simulate.cache import (META, Cache, CacheWarning, EntryError, Record, clean, info, pack, read_record,
-                            remove_stale_temps, temp_path, unpack)
+from simulate.atomic import clean_stale, temp_path
+from simulate.cache import META, Cache, CacheWarning, EntryError, Record, clean, info, pack, read_record, unpack
 from simulate.identity import Uncacheable, digest, problem_identity
 from theory import Activation, Problem
 from theory.data import gaussian_data
@@ -225,7 +225,7 @@ def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path):
     for p in (stale, live, old, fresh_foreign):
         p.write_bytes(b"partial")
     os.utime(old, (time.time() - 3 * 86400,) * 2)
-    assert remove_stale_temps(tmp_path) == 2
+    assert len(clean_stale(tmp_path)) == 2
     assert not stale.exists() and not old.exists() and live.exists() and fresh_foreign.exists()
 
 

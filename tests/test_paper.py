@@ -17,18 +17,34 @@ PREFIXES = ("fig1", "fig2", "fig3", "fig4", "appendix")
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_ctx():
+    return Context(progress=False)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, smoke_ctx):
     from validate.paper.report import render_paper_report, save_tables
     from validate.suites.paper import build
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("paper")
-    result, timings = run_suite(build("smoke"), Context(progress=False))
+    result, timings = run_suite(build("smoke"), smoke_ctx)
     save_tables(result, out, dict(size="smoke", device="cpu", elapsed_s=sum(timings.values())))
     with pytest.MonkeyPatch.context() as mp, captured_figures(mp) as figs:
         render_paper_report(out)
         problems = [([a.get_title() for a in f.axes][:1], figure_problems(f)) for f in figs]
     return result, out, problems
+
+
+def test_paper_run_is_planned_in_one_batch(smoke_run, smoke_ctx):
+    """Every experiment declares its solves, ensembles and CNN trainings (``jobs``), so the planner
+    runs them in one batch and evaluates each experiment once (no pass discovers late work)."""
+    from validate.suites.paper import build
+
+    checks = build("smoke").checks
+    assert all(callable(getattr(c, "jobs", None)) for c in checks)
+    assert smoke_ctx.session.passes == {c.name: 1 for c in checks}
+    assert smoke_ctx.stats["trained"] > 0 and smoke_ctx.stats["solves"] > 0
 
 
 def test_paper_is_a_builtin_suite():

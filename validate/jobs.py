@@ -18,13 +18,16 @@ What is stored (the checks read no more):
   the seed noise of any ensemble a check can decide with (the default suite's smallest relative
   standard errors are about 1e-3), and it halves the size; the equal-time kernels are
   ``(T+1)`` times smaller than the two-time ones (a default run writes about 100 MB instead of
-  3.6 GB).
+  3.6 GB). A trainer that takes the keyword ``kernels`` (``simulate.train`` does) is asked for
+  ``kernels="equal_time"`` unless two-time kernels are wanted, so it skips the two-time Gram
+  matrices as well.
 - ``CNNTask``: the evaluation curves of ``simulate.cnn.train_cnn`` (small).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -147,7 +150,8 @@ class Ensemble:
 
 @dataclass(frozen=True, eq=False)
 class EnsembleTask:
-    """``trainer(problem, width, seeds=seeds, seed=seed, device=device)`` packed as an :class:`Ensemble`."""
+    """``trainer(problem, width, seeds=seeds, seed=seed, device=device[, kernels=...])`` packed as an
+    :class:`Ensemble` (``kernels``: module docstring)."""
 
     problem: Any
     width: int
@@ -161,22 +165,28 @@ class EnsembleTask:
     def __post_init__(self) -> None:
         spec = {"kind": self.kind, "width": int(self.width),
                 "seeds": int(self.seeds), "seed": int(self.seed), "device": str(self.device),
-                "two_time": bool(self.two_time), "kernel_dtype": str(KERNEL_DTYPE),
+                "two_time": bool(self.two_time), "kernels": self.kernels, "kernel_dtype": str(KERNEL_DTYPE),
                 "code": source_version(*TRAIN_SOURCES), "torch": torch.__version__}
         key, why = _key(spec, self.problem, {"trainer": self.trainer})
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "uncacheable", why)
         object.__setattr__(self, "cached", why is None)
 
+    @property
+    def kernels(self) -> str:
+        """The ``kernels=`` mode the trainer is asked for ("two_time" or "equal_time")."""
+        return "two_time" if self.two_time else "equal_time"
+
     def key(self) -> str:
         return self._key
 
     def cost(self) -> float:
         """Rough multiply-adds of the training: forward/backward/update products over T steps and
-        the two-time Gram matrices, to start the longest jobs first."""
-        p, N = self.problem, self.width
+        the kernels' Gram matrices, to start the longest jobs first."""
+        p, N, T1 = self.problem, self.width, self.problem.steps + 1
         steps = self.seeds * p.steps * N * (p.input_dim + (p.depth - 1) * N + p.n_points) * p.n_points * 6
-        grams = 4 * p.depth * self.seeds * ((p.steps + 1) * p.n_points) ** 2 * N
+        side = T1 * p.n_points if self.two_time else p.n_points
+        grams = 4 * p.depth * self.seeds * side**2 * N * (1 if self.two_time else T1)
         return float(steps + grams)
 
     def payload(self):
@@ -192,10 +202,21 @@ class EnsembleTask:
                         info=dict(rec.meta))
 
 
+def takes_keyword(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: do not guess
+        return False
+    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+               for p in params)
+
+
 def ensemble_record(problem: dict, width, seeds, seed, device, trainer, two_time) -> Record:
     """Worker side of :class:`EnsembleTask` (what is stored: module docstring)."""
     pr = problem_from_payload(problem)
-    out = trainer(pr, width, seeds=seeds, seed=seed, device=device)
+    mode = {"kernels": "equal_time"} if not two_time and takes_keyword(trainer, "kernels") else {}
+    out = trainer(pr, width, seeds=seeds, seed=seed, device=device, **mode)
     f64 = lambda x: None if x is None else torch.as_tensor(x).detach().cpu().to(torch.float64)  # noqa: E731
     kt = getattr(out, "kernel_times", None)
     tensors = {"t": f64(out.t), "loss": f64(out.loss), "f_train": f64(out.f_train),
@@ -212,6 +233,9 @@ def ensemble_record(problem: dict, width, seeds, seed, device, trainer, two_time
             tensors[f"{name}_eq.{l}"] = torch.diagonal(k, dim1=1, dim2=3).permute(0, 3, 1, 2).to(KERNEL_DTYPE)
             if two_time:
                 tensors[f"{name}.{l}"] = k.to(KERNEL_DTYPE)
+        if getattr(out, name, None) is None:  # recorded with kernels="equal_time"
+            for l, k in enumerate(getattr(out, f"{name}_eq", None) or ()):
+                tensors[f"{name}_eq.{l}"] = k.detach().cpu().to(KERNEL_DTYPE)
     info = getattr(out, "info", None) or {}
     return Record({k: v.contiguous() for k, v in tensors.items()},
                   {"wall_s": float(info.get("wall_s", float("nan")))})

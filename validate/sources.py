@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .jobs import EnsembleTask, SolveTask
 
-Trainer = Callable[..., Any]  # trainer(problem, width, seeds=S, *, seed=0, device="cpu")
+Trainer = Callable[..., Any]  # trainer(problem, width, seeds=S, *, seed=0, device="cpu"[, kernels=...])
 
 
 def default_trainer() -> Trainer:

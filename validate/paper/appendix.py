@@ -22,20 +22,33 @@ class PaperAppendix:
     size: str | None = None
     name: str = "appendix/relu-L1"
 
-    def run(self, ctx) -> CheckResult:
+    def _checks(self, ctx):
+        """(the sparse-kernel context, [(gamma0, its convergence check)])."""
         sz = size_of(self, ctx)
         sub = sub_context(ctx, sz.app_steps, every=max(1, sz.app_steps // 10))
         opts = dict(samples=sz.app_samples, response_samples=4)
-        parts = []
+        checks = []
         for g0 in GAMMA0S:
             spec = ProblemSpec(n_train=25, n_test=0, input_dim=40, depth=1, activation="relu",
                                gamma0=g0, eta=sz.app_eta, steps=sz.app_steps)
-            _, why = try_theory(sub, spec.build(), "dmft", **opts)
+            checks.append((g0, Convergence(name=f"{self.name}/g{g0:g}", problem=spec, widths=sz.app_widths,
+                                           seeds=sz.app_seeds, observables=("loss", "ntk", "phi"),
+                                           tolerance=0.05, solver_options=opts)))
+        return sub, checks
+
+    def jobs(self, ctx) -> list:
+        """Every solve and ensemble :meth:`run` reads, so a run plans them in one batch (``validate.plan``)."""
+        sub, checks = self._checks(ctx)
+        return [job for _, conv in checks for job in conv.jobs(sub)]
+
+    def run(self, ctx) -> CheckResult:
+        sub, checks = self._checks(ctx)
+        parts = []
+        for g0, conv in checks:
+            _, why = try_theory(sub, conv.problem.build(), "dmft", **conv.solver_options)
             if why is not None:
                 parts.append(CheckResult(frame("verdicts", [not_available_row(
                     self.name, "loss", "dmft", why, gamma0=g0, depth=1)])))
                 continue
-            parts.append(Convergence(name=f"{self.name}/g{g0:g}", problem=spec, widths=sz.app_widths,
-                                     seeds=sz.app_seeds, observables=("loss", "ntk", "phi"), tolerance=0.05,
-                                     solver_options=opts).run(sub))
+            parts.append(conv.run(sub))
         return CheckResult.concat(parts)

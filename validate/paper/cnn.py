@@ -6,11 +6,15 @@ final values at the two widths agree within a tolerance (equivalence test on the
 seed means). Data: two CIFAR-10 classes (airplane vs automobile) from ``$DMFT_CIFAR_ROOT`` when
 that folder holds ``cifar-10-batches-py``; otherwise scikit-learn's digits 3 vs 5 (the data
 source is recorded in the measurements, ``observable = "dataset:<name>"``). Always the full
-training set of the two classes unless the size says otherwise (smoke).
+training set of the two classes unless the size says otherwise (smoke). Every training is a
+``validate.jobs.CNNTask`` that ``jobs`` declares, so a run trains them together on its executor,
+with the disk cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 
 from ..frame import CheckResult, Verdict, frame, verdict_row
+from ..jobs import CNNTask
 from ..stats import decide, mean_se
 from .sizes import DATA_ENV, size_of_name
 
@@ -53,17 +58,74 @@ DIGITS_CLASSES = (3, 5)
 PLATEAU_MSE = 0.95
 
 
-def load_data(size) -> tuple[object, str]:
-    """``(Dataset, description)``: CIFAR-10 (0 vs 1) when present under $DMFT_CIFAR_ROOT, else digits."""
+@dataclass(frozen=True)
+class Fig4Data:
+    """Where Fig. 4's images come from: CIFAR-10 airplane vs automobile under ``root`` (``""``: the
+    scikit-learn digits 3 vs 5), ``n_train`` / ``n_test`` points (None: all). ``why``: the reason
+    for the digits, shown in the report."""
+
+    root: str
+    n_train: int | None
+    n_test: int | None
+    why: str = ""
+
+    def load(self):
+        """The ``simulate.Dataset`` (memoised per process)."""
+        return _load(self.root, self.n_train, self.n_test)
+
+    def describe(self) -> str:
+        if self.root:
+            return f"CIFAR-10 airplane vs automobile from {self.root}"
+        return f"scikit-learn digits {DIGITS_CLASSES[0]} vs {DIGITS_CLASSES[1]} ({self.why})"
+
+
+@functools.lru_cache(maxsize=4)
+def _load(root: str, n_train, n_test):
     from simulate import cifar10, digits
 
+    if root:
+        return cifar10(root, (0, 1), n_train=n_train, n_test=n_test, verify=False)
+    return digits(DIGITS_CLASSES, n_train=n_train, n_test=n_test)
+
+
+def data_source(size) -> Fig4Data:
+    """CIFAR-10 (0 vs 1) when present under $DMFT_CIFAR_ROOT, else digits (decided here, where the
+    run is planned, so every worker trains on the same data)."""
     root = os.environ.get(DATA_ENV)
     if root and (Path(root) / "cifar-10-batches-py").is_dir():
-        ds = cifar10(root, (0, 1), n_train=size.cnn_n_train, n_test=size.cnn_n_test, verify=False)
-        return ds, f"CIFAR-10 airplane vs automobile from {root}"
-    ds = digits(DIGITS_CLASSES, n_train=size.cnn_n_train, n_test=size.cnn_n_test)
+        return Fig4Data(root, size.cnn_n_train, size.cnn_n_test)
     why = f"${DATA_ENV} not set" if not root else f"no cifar-10-batches-py under {root}"
-    return ds, f"scikit-learn digits {DIGITS_CLASSES[0]} vs {DIGITS_CLASSES[1]} ({why})"
+    return Fig4Data("", size.cnn_n_train, size.cnn_n_test, why)
+
+
+@dataclass(frozen=True)
+class Fig4Spec:
+    """One Fig. 4 training setup as plain data, the ``spec`` of a ``validate.jobs.CNNTask``: the data
+    source and every ``CNNConfig`` field but the channels, seeds, seed and device."""
+
+    data: Fig4Data
+    gamma0: float
+    epochs: int
+    eval_every: int
+    n_probe: int
+    eta: float
+    batch_size: int = BATCH
+    decay_start: float = DECAY_START
+    dtype: str = CNN_DTYPE
+
+    def dataset(self):
+        return self.data.load()
+
+    def config(self, channels: int, seeds: int, *, seed: int = 0, device: str = "cpu"):
+        from simulate import CNNConfig
+
+        return CNNConfig(channels=int(channels), gamma0=self.gamma0, eta=self.eta, batch_size=self.batch_size,
+                         epochs=self.epochs, seeds=seeds, seed=seed, eval_every=self.eval_every,
+                         n_probe=self.n_probe, device=device, dtype=getattr(torch, self.dtype),
+                         decay_start=self.decay_start)
+
+    def fingerprint(self) -> str:
+        return repr(("paper-fig4", sorted(dataclasses.asdict(self).items())))
 
 
 @dataclass(frozen=True)
@@ -73,11 +135,26 @@ class PaperFig4:
     size: str | None = None
     name: str = "fig4/cnn"
 
-    def run(self, ctx) -> CheckResult:
-        from simulate import CNNConfig, train_cnn
-
+    def _trainings(self, ctx):
+        """(size, data, dataset, {(gamma0, width): its CNNTask})."""
         sz = size_of_name(self.size, ctx)
-        data, desc = load_data(sz)
+        src = data_source(sz)
+        data = src.load()
+        n_tr, n_te = len(data.y_train), len(data.y_test)
+        tasks = {}
+        for g0 in sz.cnn_gamma0s:
+            spec = Fig4Spec(src, float(g0), sz.cnn_epochs, max(1, n_tr // BATCH // 2), min(64, n_te), eta_for(g0))
+            for w in sz.cnn_widths:
+                tasks[(g0, w)] = CNNTask(spec, int(w), int(sz.cnn_seeds), int(ctx.seed), str(ctx.device))
+        return sz, src, data, tasks
+
+    def jobs(self, ctx) -> list:
+        """Every CNN training :meth:`run` reads, so a run plans them in one batch (``validate.plan``)."""
+        return list(self._trainings(ctx)[3].values())
+
+    def run(self, ctx) -> CheckResult:
+        sz, src, data, tasks = self._trainings(ctx)
+        desc = src.describe()
         rows, meas, curves = [], [], []
         n_tr, n_te = len(data.y_train), len(data.y_test)
         meas.append(dict(check=self.name, observable=f"dataset:{desc}", source="data", statistic="n_train",
@@ -88,20 +165,14 @@ class PaperFig4:
             meas.append(dict(check=self.name, observable="eta", source="config", gamma0=g0,
                              statistic="learning_rate", value=eta_for(g0)))
         finals = {}
-        bar = ctx.bar(len(sz.cnn_gamma0s) * len(sz.cnn_widths), f"{self.name}: trainings")
         for g0 in sz.cnn_gamma0s:
             for w in sz.cnn_widths:
-                cfg = CNNConfig(channels=w, gamma0=g0, eta=eta_for(g0), batch_size=BATCH, epochs=sz.cnn_epochs,
-                                seeds=sz.cnn_seeds, seed=ctx.seed, eval_every=max(1, n_tr // BATCH // 2),
-                                n_probe=min(64, n_te), device=ctx.device, dtype=getattr(torch, CNN_DTYPE),
-                                decay_start=DECAY_START)
-                run = train_cnn(data, cfg)
-                bar.update()
-                ok = ~run.diverged.numpy()
+                run = ctx.result(tasks[(g0, w)])  # the curves of validate.jobs.CNNTask
+                ok = ~run["diverged"].numpy()
                 for obs in ("test_mse", "test_error", "alignment"):
-                    x = getattr(run, obs).numpy()  # (S, E)
+                    x = run[obs].numpy()  # (S, E)
                     xs = x[ok]
-                    for k, ep in enumerate(run.epoch.tolist()):
+                    for k, ep in enumerate(run["epoch"].tolist()):
                         m, se = mean_se(xs[:, k]) if len(xs) else (np.nan, np.nan)
                         curves.append(dict(check=self.name, observable=obs, source="network", width=w,
                                            gamma0=g0, time=ep, value=m, stderr=se))
@@ -111,7 +182,6 @@ class PaperFig4:
                              for s, v in enumerate(x[:, -1])]
                 meas.append(dict(check=self.name, observable="diverged", source="network", width=w, gamma0=g0,
                                  statistic="diverged_seeds", value=float((~ok).sum())))
-        bar.close()
         lo, hi = min(sz.cnn_widths), max(sz.cnn_widths)
         for g0 in sz.cnn_gamma0s:
             mses = [finals[(g0, w, "test_mse")] for w in (lo, hi)]

@@ -1,5 +1,5 @@
-"""Helpers shared by the paper experiments: a network source that records the two-time kernels
-at a few times only, solves that report "not implemented" instead of crashing, and alignments."""
+"""Helpers shared by the paper experiments: a network source that records the kernels at a few
+times only, solves that report "not implemented" instead of crashing, and alignments."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from .sizes import Size, resolve, size_of_name
 
 
 class KernelTimesTrainer:
-    """``simulate.train`` recording the two-time kernels at ``every``-th step (and the last).
+    """``simulate.train`` recording the kernels at every ``every``-th step (and the last).
 
-    Recording all ``T + 1`` times costs ``S ((T+1) P)^2`` numbers per kernel and layer (about
-    0.5 GB for Fig. 1 at 10 seeds); the checks only need a few times. The name enters the
-    network cache key, so ensembles recorded differently are never mixed up.
+    Recording all ``T + 1`` times costs ``S ((T+1) P)^2`` numbers per kernel and layer for the
+    two-time kernels (about 0.5 GB for Fig. 1 at 10 seeds); the checks only need a few times.
+    ``kernels`` is passed on (validate asks for ``"equal_time"`` where it reads no two-time
+    kernel). The name enters the network cache key, so ensembles recorded differently are never
+    mixed up.
     """
 
     def __init__(self, steps: int, every: int):
@@ -27,10 +29,10 @@ class KernelTimesTrainer:
         self.__name__ = f"train_times_{every}_{steps}"
         self.__module__ = "simulate"
 
-    def __call__(self, problem, width, seeds=1, *, seed=0, device="cpu"):
+    def __call__(self, problem, width, seeds=1, *, seed=0, device="cpu", kernels="two_time"):
         from simulate import train
 
-        return train(problem, width, seeds, seed=seed, device=device, times=self.times)
+        return train(problem, width, seeds, seed=seed, device=device, times=self.times, kernels=kernels)
 
 
 def sub_context(ctx, steps: int, every: int = 10):

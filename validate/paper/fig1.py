@@ -41,12 +41,28 @@ class PaperFig1:
     size: str | None = None
     name: str = "fig1/tanh-L3"
 
-    def run(self, ctx) -> CheckResult:
+    def _setup(self, ctx):
+        """(size, spec, problem, the sparse-kernel context, Monte Carlo options)."""
         sz = size_of(self, ctx)
         spec = problem_spec(sz.f1_steps)
-        problem = spec.build()
         sub = sub_context(ctx, sz.f1_steps, every=max(1, sz.f1_steps // 10))
-        opts = dict(samples=sz.f1_samples, response_samples=sz.f1_response_samples)
+        return sz, spec, spec.build(), sub, dict(samples=sz.f1_samples, response_samples=sz.f1_response_samples)
+
+    def _convergence(self, sz, spec, opts) -> Convergence:
+        """The convergence verdict on the wide networks (shares the memoised networks and solution)."""
+        wide = tuple(w for w in sz.f1_widths if w >= sz.f1_converge_from)
+        return Convergence(name=self.name + "/convergence", problem=spec, widths=wide, seeds=sz.f1_seeds,
+                           observables=("loss", "ntk", "phi", "g"), tolerance=0.05, solver_options=opts)
+
+    def jobs(self, ctx) -> list:
+        """Every solve and ensemble :meth:`run` reads, so a run plans them in one batch (``validate.plan``)."""
+        sz, spec, problem, sub, opts = self._setup(ctx)
+        return [sub.theory_job(problem, "dmft", **opts), sub.theory_job(problem, "ntk"),
+                *self._convergence(sz, spec, opts).jobs(sub),
+                *(sub.network_job(problem, w, sz.f1_seeds) for w in sz.f1_widths)]
+
+    def run(self, ctx) -> CheckResult:
+        sz, spec, problem, sub, opts = self._setup(ctx)
         rows, meas, curves = [], [], []
         base = dict(check=self.name, gamma0=spec.gamma0, depth=spec.depth)
         sol, why = try_theory(sub, problem, "dmft", **opts)
@@ -56,11 +72,7 @@ class PaperFig1:
         if why is not None:
             rows.append(not_available_row(self.name, "all", "dmft", why, gamma0=spec.gamma0, depth=spec.depth))
             return CheckResult(frame("verdicts", rows), curves=frame("curves", curves))
-        # convergence verdict on the wide networks (shares the memoised networks and solution)
-        wide = tuple(w for w in sz.f1_widths if w >= sz.f1_converge_from)
-        conv = Convergence(name=self.name + "/convergence", problem=spec, widths=wide, seeds=sz.f1_seeds,
-                           observables=("loss", "ntk", "phi", "g"), tolerance=0.05,
-                           solver_options=opts).run(sub)
+        conv = self._convergence(sz, spec, opts).run(sub)
         # alignment against width, every width 2 .. 2000+
         for w in sz.f1_widths:
             nets = sub.networks(problem, w, sz.f1_seeds)

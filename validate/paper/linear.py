@@ -46,6 +46,16 @@ class PaperFig2:
     gamma0: float = 1.5
     name: str = "fig2/linear-depth"
 
+    def _convergence(self, sz, depth: int) -> Convergence:
+        return Convergence(name=f"{self.name}/L{depth}", problem=linear_spec(sz.lin_steps, depth, self.gamma0),
+                           widths=sz.lin_widths, seeds=sz.lin_seeds, observables=("loss", "phi"), tolerance=0.05)
+
+    def jobs(self, ctx) -> list:
+        """Every solve and ensemble :meth:`run` reads, so a run plans them in one batch (``validate.plan``)."""
+        sz = size_of(self, ctx)
+        sub = sub_context(ctx, sz.lin_steps, every=max(1, sz.lin_steps // 10))
+        return [job for depth in sz.lin_depths for job in self._convergence(sz, depth).jobs(sub)]
+
     def run(self, ctx) -> CheckResult:
         sz = size_of(self, ctx)
         sub = sub_context(ctx, sz.lin_steps, every=max(1, sz.lin_steps // 10))
@@ -55,8 +65,7 @@ class PaperFig2:
         for depth in sz.lin_depths:
             spec = linear_spec(sz.lin_steps, depth, self.gamma0)
             problem = spec.build()
-            parts.append(Convergence(name=f"{self.name}/L{depth}", problem=spec, widths=sz.lin_widths,
-                                     seeds=sz.lin_seeds, observables=("loss", "phi"), tolerance=0.05).run(sub))
+            parts.append(self._convergence(sz, depth).run(sub))
             sol = sub.theory(problem, "dmft")
             nets = sub.networks(problem, top, sz.lin_seeds)
             base = dict(check=self.name, observable="ntk_movement", gamma0=self.gamma0, depth=depth)
@@ -102,15 +111,29 @@ class PaperFig3:
     depth: int = 5
     name: str = "fig3/linear-approximations"
 
+    def _breakdown(self, sz) -> Breakdown:
+        lo = min(sz.f3_gamma0s)
+        return Breakdown(name=self.name + "/breakdown", problem=linear_spec(sz.lin_steps, self.depth, 1.0),
+                         gamma0s=sz.f3_gamma0s, observables=("loss", "ntk"), tolerance=0.02,
+                         expect={"ntk": (lo, 1.5), "gia": (lo, 1.5), "perturbative": (lo, 1.5)})
+
+    def jobs(self, ctx) -> list:
+        """Every solve and ensemble :meth:`run` reads, so a run plans them in one batch (``validate.plan``)."""
+        sz = size_of(self, ctx)
+        sub = sub_context(ctx, sz.lin_steps, every=max(1, sz.lin_steps // 10))
+        spec0, top = linear_spec(sz.lin_steps, self.depth, 1.0), max(sz.lin_widths)
+        out = list(self._breakdown(sz).jobs(sub))
+        for g0 in sz.f3_gamma0s:
+            problem = spec0.replace(gamma0=g0).build()
+            out += [sub.network_job(problem, top, sz.lin_seeds), *(sub.theory_job(problem, s) for s in SCHEMES)]
+        return out
+
     def run(self, ctx) -> CheckResult:
         sz = size_of(self, ctx)
         sub = sub_context(ctx, sz.lin_steps, every=max(1, sz.lin_steps // 10))
         top = max(sz.lin_widths)
         spec0 = linear_spec(sz.lin_steps, self.depth, 1.0)
-        brk = Breakdown(name=self.name + "/breakdown", problem=spec0, gamma0s=sz.f3_gamma0s,
-                        observables=("loss", "ntk"), tolerance=0.02,
-                        expect={"ntk": (min(sz.f3_gamma0s), 1.5), "gia": (min(sz.f3_gamma0s), 1.5),
-                                "perturbative": (min(sz.f3_gamma0s), 1.5)})
+        brk = self._breakdown(sz)
         try:
             parts = [brk.run(sub)]
         except NotImplementedError as exc:  # a scheme missing in this build: report, do not crash
