@@ -1,4 +1,4 @@
-"""Benchmark of the exact deep linear DMFT solve (THEORY.md section 4; paper Fig. 2/3 setting).
+"""Benchmark of the exact deep linear DMFT solve (docs/theory.md section 4; paper Fig. 2/3 setting).
 
     python -m benchmarks.bench_linear [--quick]
 
@@ -23,11 +23,8 @@ import time
 
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
-from theory.linear import assemble
-from theory.linear_check import residual
-from theory.linear_march import intra_op_threads, march
+from theory import Problem, gaussian_data, solve
+from theory.linear import assemble, intra_op_threads, march, residual
 
 
 def _best(fn, repeats):

@@ -1,4 +1,4 @@
-"""Benchmark of the Monte Carlo DMFT solver on the paper's Fig. 1 problem (THEORY.md section 7).
+"""Benchmark of the Monte Carlo DMFT solver on the paper's Fig. 1 problem (docs/theory.md section 7).
 
     python -m benchmarks.bench_mc [--full] [--threads N]
 
@@ -16,9 +16,7 @@ import time
 
 import torch
 
-from theory import Problem
-from theory.data import gaussian_data
-from theory.montecarlo import solve_mc
+from theory import Problem, gaussian_data, solve
 
 
 def fig1(steps: int) -> Problem:
@@ -48,7 +46,7 @@ def main() -> None:
     gf = matmul_gflops()
     print(f"float64 matmul throughput: {gf:.1f} GFLOP/s")
     t = time.perf_counter()
-    sol = solve_mc(fig1(20), response_samples=args.response_samples,
+    sol = solve(fig1(20), response_samples=args.response_samples,
                    response_every=args.response_every)
     print(f"T=20 converged solve: {time.perf_counter() - t:.1f} s, status {sol.status.value}, "
           f"iterations {sol.iterations} ({sol.info['response_refreshes']} response refreshes), "
@@ -57,7 +55,7 @@ def main() -> None:
         for samples in (1000, 4000):
             pr = fig1(steps)
             t = time.perf_counter()
-            s = solve_mc(pr, samples=samples, response_samples=args.response_samples,
+            s = solve(pr, samples=samples, response_samples=args.response_samples,
                          max_iterations=1, average_iterations=0, warmup=(), march="never")
             dt = time.perf_counter() - t
             n = (steps + 1) * pr.n_points
@@ -69,7 +67,7 @@ def main() -> None:
                   f"responses at {100 * frac:.0f}% of matmul peak")
     if args.full:
         t = time.perf_counter()
-        sol = solve_mc(fig1(100), response_samples=args.response_samples,
+        sol = solve(fig1(100), response_samples=args.response_samples,
                        response_every=args.response_every, progress=True)
         print(f"T=100 converged solve: {time.perf_counter() - t:.1f} s, status "
               f"{sol.status.value}, iterations {sol.iterations} "

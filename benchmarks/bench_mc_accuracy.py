@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_mc_accuracy [--reference-only] [--cache PATH] [solver options]
 
-Issue 3 target (THEORY.md section 2, section 6): deep tanh network, L = 3, P = 10 train and 4
+Issue 3 target (docs/theory.md section 2, section 6): deep tanh network, L = 3, P = 10 train and 4
 test points, D = 25, gamma0 = 1, eta = 0.1, 50 steps. Networks of widths 512 .. 8192
 (``simulate.train``, ensembles of seeds, more seeds at small widths) give, per observable, the
 seed mean at each width; a weighted least-squares fit ``a + b / N`` (weights from the seed
@@ -23,8 +23,7 @@ import time
 
 import torch
 
-from theory import Problem
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data
 
 #: widths and seeds per width (more seeds where the O(N^-1/2) fluctuations are larger)
 WIDTHS = {512: 64, 1024: 32, 2048: 16, 4096: 8, 8192: 4}
@@ -110,7 +109,7 @@ def main() -> None:
         print(f"network reference: {time.perf_counter() - t:.1f} s")
     if args.reference_only:
         return
-    from theory.montecarlo import solve_mc
+    from theory import solve as solve_mc  # nonlinear: the Monte Carlo solver
 
     kw = {k: v for k, v in (("samples", args.samples), ("response_samples", args.response_samples),
                             ("response_every", args.response_every)) if v is not None}

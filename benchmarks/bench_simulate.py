@@ -1,4 +1,4 @@
-"""Speed and memory of ``simulate.train`` on the Fig. 1 problem (THEORY.md section 7).
+"""Speed and memory of ``simulate.train`` on the Fig. 1 problem (docs/theory.md section 7).
 
     python -m benchmarks.bench_simulate [--quick] [--device cuda] [--widths 128 256 ...]
 

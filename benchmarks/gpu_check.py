@@ -42,7 +42,7 @@ SIZES = {
 
 
 def fig1_problem(steps: int):
-    """The paper's Fig. 1 problem (THEORY.md section 7) with ``steps`` steps."""
+    """The paper's Fig. 1 problem (docs/theory.md section 7) with ``steps`` steps."""
     from theory import Problem
     from theory.data import gaussian_data
 

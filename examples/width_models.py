@@ -4,7 +4,7 @@ Each model is a callable ``width -> torch.nn.Module`` with an optimizer rule ``(
 torch.optim.Optimizer``. Scaled layers hold N(0, 1) weights and multiply by a fixed factor in
 the forward pass, so the parameterisation is explicit:
 
-- :class:`MuPMLP`: the project's own mean-field (muP) MLP (docs: THEORY.md section 1):
+- :class:`MuPMLP`: the project's own mean-field (muP) MLP (docs: docs/theory.md section 1):
   ``h^1 = W0 x / sqrt(D)``, ``h^{l+1} = W^l phi(h^l) / sqrt(N)``, ``f = w . phi(h^L) / (gamma0 N)``,
   trained by SGD at learning rate ``eta gamma0^2 N`` (:func:`mup_sgd`). Width-independent.
 - :func:`sp_mlp`: the same layers as ``torch.nn.Linear`` in PyTorch's default

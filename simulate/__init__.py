@@ -1,4 +1,4 @@
-"""Real networks at finite width (THEORY.md section 1): train, record, sweep.
+"""Real networks at finite width (docs/theory.md section 1): train, record, sweep.
 
     from simulate import train
     run = train(problem, width=1024, seeds=8)     # Trajectories, leading seed axis

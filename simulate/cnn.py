@@ -1,11 +1,11 @@
-"""The Fig. 4 convolutional network in the mean-field parameterisation (THEORY.md sections 1, 7).
+"""The Fig. 4 convolutional network in the mean-field parameterisation (docs/theory.md sections 1, 7).
 
     h^1     = conv3x3(x, W^0) / sqrt(9 C_in)                    (padding 1, stride 1)
     h^{l+1} = conv3x3(relu(h^l), W^l) / sqrt(9 N)               l = 1 .. depth-1
     f       = w . mean_pixels(relu(h^depth)) / (gamma0 N)        (global average pooling)
 
 All weights i.i.d. N(0, 1); ``1/sqrt(fan_in)`` on every layer including the first (the official
-notebook omits it there: THEORY.md, known pitfalls). Training uses the centred output
+notebook omits it there: docs/theory.md section 8, known pitfalls). Training uses the centred output
 ``f~ = f - f(theta_0)`` and minibatch SGD on ``(1/2B) sum_batch (f~ - y)^2`` over the FULL given
 training set (every epoch visits every point once, last partial batch included), with learning
 rate ``eta * gamma0^2 * N`` (``lr_scaling="mean_field"``) or ``eta`` (``"fixed"``).

@@ -1,4 +1,4 @@
-"""Data sets for the experiments (THEORY.md section 7), all returned as one small frozen type.
+"""Data sets for the experiments (docs/theory.md section 7), all returned as one small frozen type.
 
 - :func:`gaussian`: the synthetic Gaussian inputs of ``theory.data.gaussian_data``.
 - :func:`cifar10`: two CIFAR-10 classes, labels +-1, read through torchvision's dataset format

@@ -1,4 +1,4 @@
-"""The checked inputs of one ``simulate.train`` call and its memory plan (THEORY.md section 1).
+"""The checked inputs of one ``simulate.train`` call and its memory plan (docs/theory.md section 1).
 
 :func:`setup` checks every argument before anything is allocated (``ValueError``/``TypeError``
 naming the field and the valid values), sizes the working memory of one network and chooses how

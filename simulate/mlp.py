@@ -1,4 +1,4 @@
-"""Finite-width fully connected networks in the mean-field parameterisation (THEORY.md section 1).
+"""Finite-width fully connected networks in the mean-field parameterisation (docs/theory.md section 1).
 
 Seeds are trained together: every weight carries a leading ensemble axis ``S`` and every layer is
 one batched matmul (``torch.bmm``). The backward pass is written out, because its fields

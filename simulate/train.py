@@ -1,6 +1,6 @@
 """``simulate.train``: full-batch gradient descent on S networks of one width, batched over seeds.
 
-THEORY.md section 1 (conventions) and DESIGN.md (contract). The forward/backward/update maths is
+docs/theory.md section 1 (conventions) and DESIGN.md (contract). The forward/backward/update maths is
 in :mod:`simulate.mlp` and the input checks and memory plan in :mod:`simulate.inputs`. Here: a
 :class:`Recording` (the result buffers of every seed) and a :class:`SeedBatch` (the training
 state of the seeds that train together) whose :meth:`SeedBatch.step` runs one time step (causality

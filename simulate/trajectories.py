@@ -24,7 +24,7 @@ class DivergenceError(RuntimeError):
 
 @dataclass(frozen=True, eq=False)
 class Trajectories:
-    """Training trajectories of ``seeds`` networks of one width (THEORY.md section 1).
+    """Training trajectories of ``seeds`` networks of one width (docs/theory.md section 1).
 
     S = seeds, T = problem.steps, P / Q = train / test points, P_all = P + Q, L = depth,
     Tk = len(kernel_times) (T + 1 unless ``times=`` chose a subset).

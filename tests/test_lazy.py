@@ -1,4 +1,4 @@
-"""Lazy (gamma0 = 0) kernels and dynamics against independent references (THEORY.md section 3).
+"""Lazy (gamma0 = 0) kernels and dynamics against independent references (docs/theory.md section 3).
 
 References: scipy's adaptive quadrature (for the closed forms and the Gauss-Legendre rule), wide
 random networks at initialisation written out here (for the kernel recursions), and the plain
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate
 
-from theory import Problem, gaussian_moments, get_activation, lazy_dynamics, lazy_kernels, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, gaussian_moments, get_activation, lazy_dynamics, lazy_kernels, solve
 
 NP_ACTS = {
     "relu": (lambda v: max(v, 0.0), lambda v: float(v > 0)),
@@ -84,7 +82,7 @@ def test_linear_network_kernels_are_the_input_gram():
 
 
 def _wide_network_kernels(x, depth, act, width, seeds, gen):
-    """Phi^l, G^l, NTK of `seeds` random networks at initialisation (THEORY.md section 1)."""
+    """Phi^l, G^l, NTK of `seeds` random networks at initialisation (docs/theory.md section 1)."""
     S, P, D = seeds, x.shape[0], x.shape[1]
     h = torch.einsum("snd,pd->spn", torch.randn(S, width, D, generator=gen, dtype=x.dtype), x) / math.sqrt(D)
     hs = [h]

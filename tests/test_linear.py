@@ -1,6 +1,6 @@
-"""Exact linear DMFT (theory.linear) against independent references (THEORY.md sections 4-6).
+"""Exact linear DMFT (theory.linear) against independent references (docs/theory.md sections 4-6).
 
-References derived by hand in our conventions (THEORY.md section 1) for a two-layer linear network
+References derived by hand in our conventions (docs/theory.md section 1) for a two-layer linear network
 on whitened training data (X X^T / D = I_P): writing w = a w0 + b g0, W = W0 + (p w0 + q g0) xy^T
 with g0 = W0 xy and xy = sum_mu yhat_mu x_mu / sqrt(D), gradient descent with step eta is, at
 infinite width and with c = eta gamma0 / P and delta = |y| - (a p + b (1 + q)) / gamma0,
@@ -22,10 +22,7 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from theory import Problem, SolverError, Status, solve
-from theory.data import gaussian_data
-from theory.linear import solve_linear
-from theory.solve import solve_ntk
+from theory import Problem, SolverError, Status, gaussian_data, solve
 
 
 def whitened(P, D, Q=0, seed=0):
@@ -105,8 +102,8 @@ def test_small_gamma0_tends_to_lazy_dynamics_like_gamma0_squared(update):
     gaps = []
     for g in (0.02, 0.04, 0.08):
         prob = _problem(g, depth=3)
-        sol = solve_linear(prob, update=update)
-        lazy = solve_ntk(prob)
+        sol = solve(prob, update=update)
+        lazy = solve(prob, "ntk")
         gap = max(
             float((sol.loss - lazy.loss).abs().max()),
             float((sol.f_test - lazy.f_test).abs().max()),
@@ -138,9 +135,15 @@ def test_status_shapes_and_views():
     sol = solve(prob, strict=True)
     assert sol.status is Status.CONVERGED and sol.residual < 1e-10
     T1, Pa = prob.steps + 1, prob.n_points
-    assert len(sol.response_a) == 3 and sol.response_a[0].shape == (T1, Pa, T1)
-    assert len(sol.response_b) == 3 and sol.response_b[0].shape == (T1, T1, Pa)
-    assert torch.all(sol.response_b[1][:, :, prob.n_train :] == 0)
+    native = sol.info["linear_responses"]  # the linear solver's own layout
+    assert len(native["a"]) == 3 and native["a"][0].shape == (T1, Pa, T1)
+    assert len(native["b"]) == 3 and native["b"][0].shape == (T1, T1, Pa)
+    assert torch.all(native["b"][1][:, :, prob.n_train :] == 0)
+    # the layout every solver shares (theory.Solution): A^1, A^2 and B^1, B^2
+    assert len(sol.response_a) == 2 and len(sol.response_b) == 2
+    assert all(r.shape == (T1, Pa, T1, Pa) for r in sol.response_a + sol.response_b)
+    assert torch.all(sol.response_b[0][..., prob.n_train :] == 0)
+    assert sol.response_b[0].stride()[1] == 0 and sol.response_a[0].stride()[3] == 0  # views
     assert sol.g[0].stride()[1] == 0  # point-independent: a broadcast view
     assert torch.isfinite(sol.phi[2]).all()
 
@@ -172,7 +175,7 @@ def test_past_critical_gamma0_reports_divergence_and_strict_raises():
 )
 def test_invalid_options_raise(kw):
     with pytest.raises(ValueError):
-        solve_linear(_problem(1.0), **kw)
+        solve(_problem(1.0), **kw)
 
 
 def test_front_door_rejects_unknown_scheme_and_update():

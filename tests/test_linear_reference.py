@@ -1,4 +1,4 @@
-"""The optimised linear DMFT solver against a plain whole-trajectory evaluation (THEORY.md section 4).
+"""The optimised linear DMFT solver against a plain whole-trajectory evaluation (docs/theory.md section 4).
 
 The reference below implements section 4 literally, with nothing the solver uses for speed: full
 operators ``C^l`` ((T+1) P_all x (T+1)) and ``D^l`` ((T+1) x (T+1) P_all) in the original
@@ -13,8 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, solve
 
 
 def plain_linear_dmft(prob: Problem, *, gia: bool, exact: bool) -> dict:
@@ -63,7 +62,7 @@ def plain_linear_dmft(prob: Problem, *, gia: bool, exact: bool) -> dict:
             f = torch.diagonal(X.reshape(m, Pa, m), dim1=0, dim2=2).T
             if gia and L > 1:
                 # GIA drops the responses through which layers 0..L-2 reach the output; their
-                # NTK terms enter first-order instead (theory/linear.py, output update)
+                # NTK terms enter first-order instead (theory/linear/solver.py, output update)
                 k_low = sum(torch.diagonal(G[l + 1])[:, None, None] * hd[l] for l in range(L - 1))
                 steps = prob.eta / P * torch.einsum("kab,kb->ka", k_low[:, :, :P], delta)
                 f = f + torch.cat([torch.zeros(1, Pa, **f64), torch.cumsum(steps, 0)[:-1]])
@@ -97,8 +96,13 @@ def test_solver_equals_plain_whole_trajectory_evaluation(scheme, update, depth):
         _close(sol.phi[l], ref["H"][l + 1].reshape(m, Pa, m, Pa))
         _close(sol.g[l][:, 0, :, 0], ref["G"][l + 1])
         if scheme == "dmft":
-            _close(sol.response_a[l], ref["A"][l + 1].reshape(m, Pa, m))
-            _close(sol.response_b[l], ref["B"][l].reshape(m, m, Pa))
+            native = sol.info["linear_responses"]
+            _close(native["a"][l], ref["A"][l + 1].reshape(m, Pa, m))
+            _close(native["b"][l], ref["B"][l].reshape(m, m, Pa))
+            if l >= 1:  # the common layout (theory.Solution): A^l spread over nu, B^l over mu
+                _close(sol.response_a[l - 1].sum(-1), ref["A"][l].reshape(m, Pa, m))
+                for mu in range(Pa):
+                    _close(sol.response_b[l - 1][:, mu], ref["B"][l].reshape(m, m, Pa))
     # the comparison covers real feature learning: far from the lazy (gamma0 -> 0) answer
     lazy = solve(prob.replace(gamma0=1e-4), scheme=scheme, update=update)
     assert float((sol.loss - lazy.loss).abs().max()) > 1e-3 * float(sol.loss[0])
@@ -106,7 +110,7 @@ def test_solver_equals_plain_whole_trajectory_evaluation(scheme, update, depth):
 
 def test_torch_and_numpy_march_backends_agree():
     """The march runs on NumPy for float eps on the CPU, on torch otherwise (GPU, dual eps)."""
-    from theory.linear_march import march
+    from theory.linear import march
 
     x, y, xt, yt = gaussian_data(4, 6, 2, seed=8)
     prob = Problem(x, y, xt, yt, depth=3, activation="linear", gamma0=1.5, eta=0.1, steps=9)
@@ -122,7 +126,7 @@ def test_torch_and_numpy_march_backends_agree():
 
 
 def test_forward_mode_derivative_in_eps_matches_finite_differences():
-    """The dual-number path of the march and assembly (used at eps = 0 by theory.perturbative)
+    """The dual-number path of the march and assembly (used at eps = 0 by theory.linear.perturbative)
     also at eps != 0: d q / d eps against a central difference of plain solves."""
     import torch.autograd.forward_ad as fwAD
 

@@ -1,4 +1,4 @@
-"""Finite-width deep linear networks against the exact linear DMFT (THEORY.md sections 1, 6).
+"""Finite-width deep linear networks against the exact linear DMFT (docs/theory.md sections 1, 6).
 
 The simulation is written here, independently of theory/ and simulate/: N(0,1) weights,
 1/sqrt(fan_in), readout 1/(gamma0 N), centred output f - f(theta_0), learning rate
@@ -12,8 +12,7 @@ import math
 import pytest
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, solve
 
 
 def simulate(x, y, depth, gamma0, eta, steps, width, seeds, seed=0):

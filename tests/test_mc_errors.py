@@ -1,16 +1,16 @@
-"""The Monte Carlo standard errors in ``info["standard_error"]`` (theory.mc_errors) are
+"""The Monte Carlo standard errors in ``info["standard_error"]`` (theory.montecarlo.errors) are
 calibrated: the spread of the returned observables over independent seeds (an independent
 measurement of the noise) agrees with the reported relative errors within a factor 2."""
 
 import math
+from functools import partial
 
-import pytest
 import torch
 
-from theory import Problem, Status
-from theory.data import gaussian_data
-from theory.mc_errors import IterateSpread
-from theory.montecarlo import solve_mc
+from theory import Problem, Status, gaussian_data, solve
+from theory.montecarlo import IterateSpread
+
+solve_mc = partial(solve, method="montecarlo")  # the sampler, also on linear networks
 
 
 NAMES = ("loss", "f_train", "f_test", "ntk", "phi", "g")
@@ -52,7 +52,7 @@ def test_per_iteration_noise_floor_is_calibrated_per_kernel():
     ``[se_Phi, se_G]``) is calibrated kernel by kernel: one iteration from the (deterministic)
     lazy start, repeated over seeds, spreads as much as each kernel's reported split-half error
     (Jacobi sweep, so that no layer sees another layer's fresh noise, which the split halves of
-    one layer cannot see: ``theory.mc_errors``).
+    one layer cannot see: ``theory.montecarlo.errors``).
     At L = 3 the kernels' norms differ several-fold, so an error divided by the wrong kernel's
     norm is caught."""
     x, y, xt, yt = gaussian_data(4, 8, 2, seed=1)

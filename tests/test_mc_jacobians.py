@@ -1,12 +1,12 @@
-"""Blocked causal Jacobians (theory.mc_jacobians) against the dense route
-(theory.mc_fields.pathwise_jacobians) and against autograd through the forward-stepped fields."""
+"""Blocked causal Jacobians (theory.montecarlo.jacobians) against the dense route
+(tests/mc_reference.pathwise_jacobians) and against autograd through the forward-stepped fields."""
 
 import pytest
 import torch
 
-from theory.activations import get_activation
-from theory.mc_fields import coupling, pathwise_jacobians, solve_fields
-from theory.mc_jacobians import causal_jacobians
+from mc_reference import pathwise_jacobians
+from theory import get_activation
+from theory.montecarlo import causal_jacobians, coupling, solve_fields
 
 
 def _setup(act_name, t1=7, pa=3, s=5, seed=0):
@@ -61,7 +61,7 @@ def test_blocked_equals_autograd():
 def test_split_half_means_and_standard_errors():
     """The split version returns the full-sample means (linear in the samples) and, for equal
     halves, |J_1 - J_2| / 2 computed here from two independent calls on the halves."""
-    from theory.mc_jacobians import split_half_jacobians
+    from theory.montecarlo import split_half_jacobians
 
     act, u, r, c, d, h, z, pa = _setup("tanh", s=6)
     ja, jb, jx, se_a, se_b = split_half_jacobians(h, z, c, d, act, pa, u=u, r=r)

@@ -1,13 +1,12 @@
-"""Mehler-series pair moments (theory.mc_mehler) against machine-precision 2-D quadrature
+"""Mehler-series pair moments (theory.montecarlo.mehler) against machine-precision 2-D quadrature
 (theory.lazy.gaussian_moments) and closed forms, including correlations near +-1."""
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from theory.activations import get_activation
-from theory.lazy import gaussian_moments
-from theory.mc_mehler import mehler_matrix, pair_moments
+from theory import gaussian_moments, get_activation
+from theory.montecarlo import mehler_matrix, pair_moments
 
 
 def _cov(n, scale, seed):

@@ -12,7 +12,7 @@ from benchmarks.bench_mc_accuracy import CACHE, accuracy_problem, compare, netwo
 
 @pytest.mark.slow
 def test_default_solver_matches_extrapolated_networks():
-    from theory.montecarlo import solve_mc
+    from theory import solve as solve_mc  # tanh: the Monte Carlo solver
 
     pr = accuracy_problem()
     if os.path.exists(CACHE):
@@ -35,9 +35,8 @@ def test_relu_depth_two_responses_match_wide_networks():
     networks (16 seeds) on every kernel and the loss, where GIA (no responses) is far off; i.e.
     the delta term's contribution to ``B`` is below the Monte Carlo error at these sizes."""
     from simulate import train
-    from theory import Problem
-    from theory.data import gaussian_data
-    from theory.montecarlo import solve_mc
+    from theory import Problem, gaussian_data
+    from theory import solve as solve_mc  # relu: the Monte Carlo solver
 
     x, y, xt, yt = gaussian_data(8, 16, 2, seed=0)
     pr = Problem(x, y, xt, yt, depth=2, activation="relu", gamma0=1.5, eta=0.2, steps=20)

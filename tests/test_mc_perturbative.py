@@ -1,15 +1,16 @@
-"""scheme="perturbative" of the Monte Carlo solver (theory.mc_perturbative): against the exact
-forward-mode-AD perturbation theory of the linear solver (theory.perturbative), its O(h^2)
+"""scheme="perturbative" of the Monte Carlo solver (theory.montecarlo.perturbative): against the exact
+forward-mode-AD perturbation theory of the linear solver (theory.linear.perturbative), its O(h^2)
 truncation in the difference step, and, for tanh, that common random numbers keep the 1/h^2 of
 the difference from amplifying the sampling noise."""
+
+from functools import partial
 
 import pytest
 import torch
 
-from theory import Problem, Status
-from theory.data import gaussian_data
-from theory.montecarlo import solve_mc
-from theory.solve import solve_ntk
+from theory import Problem, Status, gaussian_data, solve
+
+solve_mc = partial(solve, method="montecarlo")  # the sampler, also on linear networks
 
 
 OPTS = dict(samples=400, response_samples=4)
@@ -27,10 +28,8 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("update", ["exact", "first_order"])
 def test_linear_second_order_matches_exact_perturbation_theory(update):
-    from theory.perturbative import solve_perturbative
-
     pr = _problem()
-    ref = solve_perturbative(pr, update=update)
+    ref = solve(pr, "perturbative", update=update)  # exact linear
     so_ref = ref.info["second_order"]
     errs = []
     for step in ((0.1, 0.05) if update == "exact" else (0.1,)):
@@ -41,7 +40,7 @@ def test_linear_second_order_matches_exact_perturbation_theory(update):
                   + [_rel(a, b) for a, b in zip(so["phi"], so_ref["phi"])])
         errs.append(err)
         # q(0) + gamma0^2 q_2
-        lazy = solve_ntk(pr)
+        lazy = solve(pr, "ntk")
         e = pr.gamma0**2
         assert torch.allclose(sol.loss, lazy.loss + e * so["loss"], atol=1e-12)
         for l in range(pr.depth):

@@ -2,15 +2,14 @@
 references: the exact lazy solution (gamma0 -> 0), the exact linear solver (when present),
 structural facts (L = 1 has no responses; symmetry, causality, permutations) and input errors."""
 
-import math
+from functools import partial
 
 import pytest
 import torch
 
-from theory import Problem, Status
-from theory.data import gaussian_data
-from theory.montecarlo import solve_mc
-from theory.solve import solve_ntk
+from theory import Problem, Status, gaussian_data, solve
+
+solve_mc = partial(solve, method="montecarlo")  # the sampler, also on linear networks
 
 
 FAST = dict(samples=400, response_samples=16, max_iterations=8, average_iterations=1)
@@ -31,7 +30,7 @@ def _rel(a, b):
 def test_small_gamma0_recovers_lazy(activation, update):
     pr = _problem(depth=2, activation=activation, gamma0=1e-3)
     sol = solve_mc(pr, update=update, samples=400, response_samples=16, max_iterations=12)
-    ref = solve_ntk(pr)
+    ref = solve(pr, "ntk")
     assert sol.status is Status.CONVERGED
     assert torch.allclose(sol.loss, ref.loss, atol=2e-3)
     for l in range(2):
@@ -46,7 +45,7 @@ def test_kernel_change_scales_as_gamma0_squared():
         pr = _problem(depth=2, activation="linear", gamma0=g0)
         sol = solve_mc(pr, update="first_order", samples=400, response_samples=4,
                        max_iterations=10, seed=3)
-        ref = solve_ntk(pr)
+        ref = solve(pr, "ntk")
         devs.append(float((sol.phi[1] - ref.phi[1]).norm()))
     assert 3.0 < devs[1] / devs[0] < 5.0
 
@@ -115,12 +114,10 @@ def test_invalid_options_raise(bad):
                                            ("gia", "exact"), ("gia", "first_order")])
 def test_linear_against_exact_linear_solver(depth, gamma0, scheme, update):
     """phi = identity: the sampler (fields, pathwise responses, marched outputs) must reproduce
-    the exact algebraic solver (THEORY.md section 4), within 2% (issue target) and within a few
+    the exact algebraic solver (docs/theory.md section 4), within 2% (issue target) and within a few
     of its own reported standard errors (the linearized control variate makes those ~0 here)."""
-    from theory.linear import solve_linear
-
     pr = _problem(depth=depth, activation="linear", gamma0=gamma0, steps=6)
-    ref = solve_linear(pr, scheme=scheme, update=update)
+    ref = solve(pr, scheme=scheme, update=update)
     sol = solve_mc(pr, scheme=scheme, update=update, samples=400, response_samples=4,
                    max_iterations=25)
     assert sol.status is Status.CONVERGED

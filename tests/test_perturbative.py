@@ -1,6 +1,6 @@
-"""Perturbation theory (theory.perturbative): AD coefficient vs the full solver and a closed form.
+"""Perturbation theory (theory.linear.perturbative): AD coefficient vs the full solver and a closed form.
 
-The closed form is derived independently (see theory/perturbative.py docstring): the O(gamma0^2)
+The closed form is derived independently (see theory/linear/perturbative.py docstring): the O(gamma0^2)
 terms of the linear DMFT only involve lazy quantities, giving H^l_2 and G^l_2 in terms of
 v_k = eta sum_{j<k} Delta0(j) and V_k = eta sum_{i<k} Delta0(i) v_i^T (exact in discrete time).
 """
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from theory import Problem, Status, solve
-from theory.data import gaussian_data
+from theory import Problem, Status, gaussian_data, solve
 
 
 def _problem(gamma0, depth=3, T=20, eta=0.1, P=5, D=7, Q=2, seed=3):
@@ -115,3 +114,21 @@ def test_closed_form_loss_correction_first_order_update():
     so = sol.info["second_order"]
     assert torch.allclose(so["loss"], loss2, rtol=1e-10, atol=1e-14)
     assert torch.allclose(so["f_test"], torch.stack(f1)[:, P:], rtol=1e-10, atol=1e-14)
+
+
+def test_direct_perturbative_solve_is_quiet():
+    """torch scripts its forward-AD decompositions on the first dual number of a process, with a
+    ``torch.jit.script`` FutureWarning; theory silences exactly that one where it starts the dual
+    numbers, so a direct solve in a fresh process (warnings as errors) prints nothing."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from theory import Problem, gaussian_data, solve\n"
+            "x, y, _, _ = gaussian_data(4, 5, seed=0)\n"
+            "p = Problem(x, y, depth=2, activation='linear', gamma0=0.5, eta=0.1, steps=4)\n"
+            "assert solve(p, scheme='perturbative').ok\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=root, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and r.stderr == "", r.stderr

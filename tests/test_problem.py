@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from theory import Problem, activation_names, get_activation
-from theory.data import gaussian_data
+from theory import Problem, activation_names, gaussian_data, get_activation
 
 
 @pytest.fixture
@@ -83,7 +82,7 @@ def test_bad_data_raise_naming_the_field(data, args, field):
 def test_stability_limit_is_twice_p_over_the_largest_lazy_ntk_eigenvalue(data):
     x, y, _, _ = data
     p = Problem(x, y, depth=2, activation="linear", eta=0.01)
-    # linear network: K = (L + 1) Kx exactly (THEORY.md section 3)
+    # linear network: K = (L + 1) Kx exactly (docs/theory.md section 3)
     lmax = torch.linalg.eigvalsh(3 * (x @ x.T / x.shape[1]))[-1].item()
     assert p.eta_limit() == pytest.approx(2 * 6 / lmax, rel=1e-12)
     Problem(x, y, depth=2, activation="linear", eta=0.99 * p.eta_limit())

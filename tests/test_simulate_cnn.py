@@ -1,4 +1,4 @@
-"""simulate.cnn: the Fig. 4 CNN in the mean-field parameterisation (THEORY.md sections 1, 7)."""
+"""simulate.cnn: the Fig. 4 CNN in the mean-field parameterisation (docs/theory.md sections 1, 7)."""
 
 from __future__ import annotations
 

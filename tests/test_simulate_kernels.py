@@ -1,5 +1,5 @@
 """Equal-time kernel recording (``train(kernels="equal_time")``): the diagonal of the two-time
-kernels, through ``train``, the sweep cache and validate's ensembles (THEORY.md section 1)."""
+kernels, through ``train``, the sweep cache and validate's ensembles (docs/theory.md section 1)."""
 
 from __future__ import annotations
 

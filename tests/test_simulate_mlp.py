@@ -1,4 +1,4 @@
-"""simulate.train / simulate.mlp against independent references (THEORY.md sections 1, 3, 6)."""
+"""simulate.train / simulate.mlp against independent references (docs/theory.md sections 1, 3, 6)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _problem(depth=3, activation="tanh", gamma0=1.0, eta=0.1, steps=10, P=6, Q=2
 
 # ------------------------------------------------------------------ independent autograd reference
 def _ref_output(params: dict, x: torch.Tensor, act, gamma0: float) -> torch.Tensor:
-    """One network written from THEORY.md section 1 with plain ops (no batching)."""
+    """One network written from docs/theory.md section 1 with plain ops (no batching)."""
     N, D = params["w"].shape[0], x.shape[1]
     a = act.phi(x @ params["W0"].T / math.sqrt(D))
     j = 1
@@ -133,7 +133,7 @@ def test_initial_output_scales_as_inverse_gamma0_sqrt_width_and_is_centred():
 
 
 def test_small_gamma0_follows_lazy_dynamics():
-    """gamma0 -> 0 (THEORY.md sections 3, 6): outputs follow (I - eta K / P)^k y on the lazy NTK."""
+    """gamma0 -> 0 (docs/theory.md sections 3, 6): outputs follow (I - eta K / P)^k y on the lazy NTK."""
     p = _problem(depth=2, activation="relu", gamma0=1e-3, eta=0.5, steps=20, P=8, Q=3)
     S = 6
     run = train(p, 1024, S, record=None)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from theory import Problem, solve
-from theory.data import gaussian_data
+from theory import Problem, gaussian_data, solve
 
 MC_FAST = dict(samples=200, response_samples=4, max_iterations=2, average_iterations=0, march="never")
 
@@ -47,7 +46,7 @@ def test_unknown_option_is_rejected_with_the_valid_list(activation, gamma0):
         solve(_problem(activation, gamma0), sampels=100)
     msg = str(err.value)
     assert "sampels" in msg
-    from theory.solve import OPTIONS
+    from theory import SOLVE_OPTIONS as OPTIONS
 
     for name in OPTIONS:
         assert name in msg
@@ -73,7 +72,7 @@ def test_cuda_without_cuda_is_a_value_error():
 
 
 def test_every_option_is_documented_in_the_docstring():
-    from theory.solve import OPTIONS
+    from theory import SOLVE_OPTIONS as OPTIONS
 
-    for name, (methods, _) in OPTIONS.items():
-        assert name in solve.__doc__ and methods
+    for name, opt in OPTIONS.items():
+        assert name in solve.__doc__ and opt.methods

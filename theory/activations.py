@@ -1,4 +1,4 @@
-"""Activation functions as objects with ``phi``, ``dphi`` and ``ddphi`` (THEORY.md section 1).
+"""Activation functions as objects with ``phi``, ``dphi`` and ``ddphi`` (docs/theory.md section 1).
 
 Built-ins are looked up by name (:func:`get_activation`); users may pass any object that has
 the three callables (and, optionally, a ``name``). Every callable maps a torch tensor to a
@@ -32,7 +32,7 @@ class Activation:
     """An elementwise nonlinearity and its first two derivatives.
 
     ``name`` selects closed-form lazy kernels where they exist (``linear``, ``relu``, ``erf``);
-    any other name falls back to quadrature (THEORY.md section 3).
+    any other name falls back to quadrature (docs/theory.md section 3).
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""Embedded synthetic data: the Gaussian inputs the paper's experiments use (THEORY.md section 7).
+"""Embedded synthetic data: the Gaussian inputs the paper's experiments use (docs/theory.md section 7).
 
 Lives in ``theory`` so that theory-only users and ``simulate`` share one definition.
 """

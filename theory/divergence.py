@@ -1,8 +1,8 @@
 """One rule for "the infinite-width dynamics diverge", shared by every solver.
 
 Past the critical ``gamma0 * eta`` the kernels grow and gradient descent leaves its stability
-region: the loss and the NTK grow without bound (THEORY.md sections 2 and 4: "the solver must
-say so, not return garbage"). On a finite time grid "without bound" is a threshold: step ``k``
+region: the loss and the NTK grow without bound (docs/theory.md section 4: the solver "must
+report that (status DIVERGED with the step), never return garbage"). On a finite time grid "without bound" is a threshold: step ``k``
 has diverged when ``max(loss(k), max |K(k)|)`` is non-finite or exceeds ``BLOWUP`` times its
 value at step 0. Solvers report it as ``Status.DIVERGED`` with ``info["diverged_step"] = k``
 and ``info["reason"]`` from :func:`reason`.

@@ -1,6 +1,6 @@
 """The lazy (gamma0 -> 0, static NTK) limit: Gaussian kernels and linear dynamics.
 
-THEORY.md section 3. For a pair of jointly Gaussian pre-activations with variances ``qa``,
+docs/theory.md section 3. For a pair of jointly Gaussian pre-activations with variances ``qa``,
 ``qb`` and covariance ``c`` we need ``E[phi(a) phi(b)]`` and ``E[phi'(a) phi'(b)]``. Closed
 forms exist for ``linear``, ``relu`` (arc-cosine) and ``erf``; every other activation uses 2-D
 Gauss-Legendre quadrature in whitened coordinates on ``[-R, R]^2`` (a range that scales with the
@@ -60,7 +60,7 @@ def gaussian_moments(
 
     ``qa``, ``qb``, ``c`` broadcast against each other; the results have the broadcast shape.
     Closed forms are used when the activation has one unless ``quadrature=True``; otherwise
-    2-D Gauss-Legendre quadrature with ``nodes`` points per dimension (THEORY.md section 3).
+    2-D Gauss-Legendre quadrature with ``nodes`` points per dimension (docs/theory.md section 3).
     """
     act = get_activation(activation)
     qa, qb, c = torch.broadcast_tensors(*(torch.as_tensor(v) for v in (qa, qb, c)))
@@ -126,7 +126,7 @@ def kernel_moments(activation, cov: torch.Tensor, **kw) -> tuple[torch.Tensor, t
 
 @dataclass(frozen=True)
 class LazyKernels:
-    """Initial (and, at gamma0 = 0, permanent) kernels over all points (THEORY.md section 3).
+    """Initial (and, at gamma0 = 0, permanent) kernels over all points (docs/theory.md section 3).
 
     phi[l]:    (P_all, P_all) NNGP kernel Phi^{l+1}, l = 0 .. depth-1.
     phidot[l]: (P_all, P_all) Phidot^{l+1} = E[phi'(u) phi'(u)^T], u ~ N(0, Phi^l).
@@ -169,7 +169,7 @@ def lazy_kernels(
 def lazy_dynamics(
     ntk: torch.Tensor, y_train: torch.Tensor, eta: float, steps: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outputs of gradient descent on a fixed kernel (THEORY.md section 3).
+    """Outputs of gradient descent on a fixed kernel (docs/theory.md section 3).
 
     ntk: (P_all, P_all) with the P training points first; y_train: (P,).
     Returns ``(delta, f)``: delta (steps+1, P) the training errors ``(I - eta K/P)^k y`` and

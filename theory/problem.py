@@ -1,4 +1,4 @@
-"""The frozen description of one experiment (THEORY.md section 1).
+"""The frozen description of one experiment (docs/theory.md section 1).
 
 A :class:`Problem` is turned into both the infinite-width prediction (``theory.solve``) and the
 finite-width networks (``simulate.train``). It holds the data (train points first, then test
@@ -182,7 +182,7 @@ class Problem:
 
     @property
     def kx(self) -> torch.Tensor:
-        """(P_all, P_all) input Gram matrix ``X X^T / D`` (THEORY.md section 1)."""
+        """(P_all, P_all) input Gram matrix ``X X^T / D`` (docs/theory.md section 1)."""
         x = self.x_all
         return x @ x.T / self.input_dim
 

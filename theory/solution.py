@@ -1,7 +1,8 @@
-"""The result of ``theory.solve``: infinite-width trajectories as data (DESIGN.md)."""
+"""The result of ``theory.solve``: infinite-width trajectories as data (docs/design.md)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -43,8 +44,19 @@ class Solution:
     ntk:      (T+1, P_all, P_all) the NTK ``K(t, t)``, train then test points.
     phi:      tuple of L tensors (T+1, P_all, T+1, P_all): ``phi[l] = Phi^{l+1}(t, s)``.
     g:        tuple of L tensors (T+1, P_all, T+1, P_all): ``g[l] = G^{l+1}(t, s)``.
-    response_a, response_b: tuples of the response functions the scheme uses (see the solver's
-              docstring for their layout), or None where the scheme has none (ntk, gia).
+    response_a: tuple of L-1 tensors (T+1, P_all, T+1, P_all), indexed ``[k, mu, s, nu]``:
+              ``response_a[l-1] = A^l = < d phi(h^l(k,mu)) / d r^l(s,nu) >``, l = 1..L-1
+              (strictly causal: 0 for s >= k); docs/theory.md section 2.
+    response_b: the same layout, ``response_b[l-1] = B^l = < d g^{l+1}(k,mu) / d u^{l+1}(s,nu) >``
+              (causal: 0 for s > k). These are the responses the field equations use
+              (``A^0 = B^L = 0``; ``A^L`` and ``B^0`` never enter). None where the scheme has
+              none (ntk, gia, perturbative). Both solvers give this layout. In a linear network
+              the backward fields carry no point index: ``B^l`` is the same for every ``mu``,
+              and ``A^l(k,mu; s,nu) = A^l(k,mu; s) / P_all``, the response to the common source
+              ``r^l(s)`` spread evenly over ``nu`` (every use sums over ``nu``); both are
+              broadcast views. The exact linear solver also keeps its native set in
+              ``info["linear_responses"]``: ``a[i] = A^{i+1}`` (T+1, P_all, T+1) and
+              ``b[i] = B^i`` (T+1, T+1, P_all), i = 0..L-1 (``theory.linear``).
     status, iterations, residual: convergence report (:class:`Status`); ``residual`` is the
               relative change of the kernels the verdict was based on (0 for exact schemes) and
               ``info["tolerance"]`` the bound an iterative CONVERGED solve met. A status that is
@@ -134,3 +146,59 @@ class Solution:
 
 def _equal_time(k: torch.Tensor) -> torch.Tensor:
     return torch.diagonal(k, dim1=0, dim2=2).permute(2, 0, 1)
+
+
+# ---------------------------------------------------------------------- the one builder
+def build_solution(problem: Problem, scheme: str, *, f: torch.Tensor, ntk: torch.Tensor,
+                   phi, g, status: Status, iterations: int = 0, residual: float = 0.0,
+                   info: dict | None = None, response_a=None, response_b=None,
+                   loss: torch.Tensor | None = None) -> Solution:
+    """The one place a :class:`Solution` is assembled (every solver and scheme calls it).
+
+    f (T+1, P_all): centred outputs, training points first; ntk (T+1, P_all, P_all);
+    phi, g: L kernels, each (T+1, P_all, T+1, P_all) or flat (n, n) with n = (T+1) P_all
+    (reshaped); response_a / response_b: L-1 responses in the same shapes, or None; loss (T+1,)
+    when it is not the MSE of ``f`` (the perturbative scheme expands it itself). A DIVERGED
+    status with ``info["diverged_step"] = k`` gets NaN from step k on (outputs, loss, NTK; the
+    kernels and responses wherever either time is >= k).
+    """
+    t1, pa, p = problem.steps + 1, problem.n_points, problem.n_train
+    info = {} if info is None else info
+    shape4 = lambda m: m if m.ndim == 4 else m.reshape(t1, pa, t1, pa)  # noqa: E731
+    phi, g = [shape4(m) for m in phi], [shape4(m) for m in g]
+    resp = [None if r is None else [shape4(m) for m in r] for r in (response_a, response_b)]
+    k = info.get("diverged_step")
+    if Status(status) is Status.DIVERGED and k is not None:
+        f, ntk = _nan_from(f, k, (0,)), _nan_from(ntk, k, (0,))
+        loss = None if loss is None else _nan_from(loss, k, (0,))
+        phi, g = [_nan_from(m, k, (0, 2)) for m in phi], [_nan_from(m, k, (0, 2)) for m in g]
+        resp = [None if r is None else [_nan_from(m, k, (0, 2)) for m in r] for r in resp]
+    y = problem.y_train.to(f)
+    return Solution(
+        problem=problem, scheme=scheme, t=problem.times.to(f),
+        loss=((f[:, :p] - y) ** 2).mean(-1) if loss is None else loss,
+        f_train=f[:, :p], f_test=f[:, p:] if problem.n_test else None, ntk=ntk,
+        phi=tuple(phi), g=tuple(g), status=status, iterations=iterations, residual=residual,
+        response_a=None if resp[0] is None else tuple(resp[0]),
+        response_b=None if resp[1] is None else tuple(resp[1]), info=info,
+    )
+
+
+def constant_in_time(k: torch.Tensor, steps_plus_one: int) -> torch.Tensor:
+    """(T+1, P_all, T+1, P_all) broadcast view of a (P_all, P_all) kernel constant in time."""
+    return k[None, :, None, :].expand(steps_plus_one, k.shape[0], steps_plus_one, k.shape[1])
+
+
+def point_free(k: torch.Tensor, n_points: int) -> torch.Tensor:
+    """(T+1, P_all, T+1, P_all) broadcast view of a (T+1, T+1) kernel with no point index."""
+    return k[:, None, :, None].expand(k.shape[0], n_points, k.shape[1], n_points)
+
+
+def _nan_from(t: torch.Tensor, k: int, dims: tuple[int, ...]) -> torch.Tensor:
+    """Copy of ``t`` with NaN at every time index >= k along ``dims``."""
+    t = t.clone()
+    for d in dims:
+        idx = [slice(None)] * t.ndim
+        idx[d] = slice(k, None)
+        t[tuple(idx)] = math.nan
+    return t

@@ -2,7 +2,7 @@
 
 A :class:`CNNSpec` is plain data that builds a two-class image data set (``simulate.data``) and
 a ``simulate.cnn.CNNConfig`` for a given channel count N (the grid's widths) and number of seeds.
-The CNN has no DMFT solver here: it is used by the width-independence check only (THEORY.md
+The CNN has no DMFT solver here: it is used by the width-independence check only (docs/theory.md
 section 1: at fixed gamma0 the mean-field limit does not depend on N).
 """
 

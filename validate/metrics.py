@@ -1,4 +1,4 @@
-"""Observables and distances between theory and networks (THEORY.md sections 1 and 7).
+"""Observables and distances between theory and networks (docs/theory.md sections 1 and 7).
 
 An *observable* is a named array read off a ``theory.Solution`` (no seed axis) or a
 ``simulate.Trajectories``-like object (same fields with a leading seed axis ``S``):
@@ -115,7 +115,7 @@ def rel_error(x: torch.Tensor, ref: torch.Tensor, dims: int | None = None) -> to
 
 
 def alignment(x: torch.Tensor, y: torch.Tensor, dims: int | None = None) -> torch.Tensor:
-    """Kernel alignment ``A(X, Y) = <X, Y> / (|X| |Y|)`` over the last ``dims`` axes (THEORY.md 7)."""
+    """Kernel alignment ``A(X, Y) = <X, Y> / (|X| |Y|)`` over the last ``dims`` axes (docs/theory.md 7)."""
     x, y = _f64(x), _f64(y)
     dims = y.ndim if dims is None else dims
     xf, yf = _flat(x, dims), _flat(y, dims)

@@ -45,9 +45,9 @@ TARGETS = ("linear", "sign")
 
 @dataclass(frozen=True)
 class ProblemSpec(SpecFields):
-    """Data, architecture and schedule of one experiment (THEORY.md section 1).
+    """Data, architecture and schedule of one experiment (docs/theory.md section 1).
 
-    data: "gaussian" (embedded synthetic inputs x ~ N(0, I_D), THEORY.md section 7);
+    data: "gaussian" (embedded synthetic inputs x ~ N(0, I_D), docs/theory.md section 7);
     n_train P, n_test Q, input_dim D, data_seed, target ("linear" or "sign");
     model "mlp"; depth L; activation name; gamma0; eta; steps T.
     """

@@ -2,7 +2,7 @@
 
 ``synthetic_networks(solution, width, seeds)`` returns a Trajectories-like object whose every
 field is the theory's value plus a known ``O(1/N)`` bias and ``O(N^{-1/2})`` seed noise
-(THEORY.md section 6):
+(docs/theory.md section 6):
 
     X_{N,s} = X_theory * (1 + bias / N + noise / sqrt(N) * (a_s + e_s) / sqrt(2))
 

@@ -10,7 +10,7 @@ forward solve. The DMFT map ``F`` is the population average of the integrands
     psi_f(k, mu) = r^L [phi(h(k, mu)) - phi(h(0, mu))] / gamma0
                    + (eta/P) phi(h(k, mu)) sum_{s<k, nu<P} phi(h(s, nu)) Delta_nu(s)
 
-(its average is the exact-update output f~, ``theory.mc_outputs``). ``D`` applied to a tangent
+(its average is the exact-update output f~, ``theory.montecarlo.outputs``). ``D`` applied to a tangent
 is the population average of the pathwise tangent of each sample: the sources move through the
 derivative of the square root (Daleckii-Krein, ``dF = V [(V^T dPhi V) / (s_i + s_j)] V^T``),
 the couplings through the tangents of the responses (``theory.fluctuations.identity``), the

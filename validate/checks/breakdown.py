@@ -1,5 +1,5 @@
 """Approximation breakdown: where NTK, GIA and perturbation theory part from the self-consistent
-solution (THEORY.md section 5), over a gamma0 grid and optionally a depth grid.
+solution (docs/theory.md section 5), over a gamma0 grid and optionally a depth grid.
 
 Per (depth, gamma0, scheme, observable) a row says whether the approximation agrees with the
 reference (``pass``) or is refuted (``fail``): these rows describe and are not gating. Per

@@ -1,4 +1,4 @@
-"""Width (channel) independence of CNNs at fixed gamma0 (THEORY.md sections 1, 6; paper Fig. 4).
+"""Width (channel) independence of CNNs at fixed gamma0 (docs/theory.md sections 1, 6; paper Fig. 4).
 
 The same statistics as :class:`~validate.checks.width.WidthIndependence` (an equivalence test on
 the relative difference of ensemble means against the widest network, then the contrast at

@@ -2,7 +2,7 @@
 
 For each observable: per-seed relative Frobenius error and kernel alignment against the theory
 at every width; a log-log fit of the per-seed errors against width (rate consistent with
-N^{-1/2}, THEORY.md section 6); and the ensemble mean extrapolated linearly in 1/N to
+N^{-1/2}, docs/theory.md section 6); and the ensemble mean extrapolated linearly in 1/N to
 N -> infinity, whose residual must be consistent with zero (within the tolerance) given the
 seed noise and the theory's own Monte Carlo error.
 """

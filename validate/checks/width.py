@@ -1,6 +1,6 @@
 """Width independence at fixed gamma0, with the contrast at fixed gamma = gamma0 sqrt(N).
 
-At fixed gamma0 the DMFT limit does not depend on N (THEORY.md section 1, 6), so scalar
+At fixed gamma0 the DMFT limit does not depend on N (docs/theory.md section 1, 6), so scalar
 observables at the final time agree across widths within a relative tolerance: an equivalence
 test on the difference of ensemble means (with standard errors) against the widest network.
 The contrast keeps ``gamma = gamma0 sqrt(N_min)`` fixed instead (so wider networks are lazier):

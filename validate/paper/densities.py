@@ -1,7 +1,7 @@
 """Preactivation densities (Fig. 1): theory field samples against the neurons of a trained network.
 
 Theory: draw the sources of docs/theory.md section 2 from the solved kernels and step the fields
-forward with the solved responses (``theory.mc_fields.solve_fields``), so ``h^l(t, mu)`` is a draw
+forward with the solved responses (``theory.montecarlo.solve_fields``), so ``h^l(t, mu)`` is a draw
 of the single-site process. Networks: train with ``simulate.mlp`` (same conventions) and read the
 preactivations of every neuron. At infinite width the neurons of one layer are i.i.d. draws of
 that process, so the two samples must agree in law (two-sample Kolmogorov-Smirnov test).
@@ -17,8 +17,7 @@ import torch
 
 def theory_fields(sol, samples: int, seed: int = 0) -> list[torch.Tensor]:
     """Samples of ``h^l`` per layer, each (samples, T+1, P_all), from a DMFT ``Solution``."""
-    from theory.mc_fields import coupling, solve_fields
-    from theory.mc_sampling import constant_in_time_factor, draw, factor_psd, ones_factor
+    from theory.montecarlo import constant_in_time_factor, coupling, draw, factor_psd, ones_factor, solve_fields
 
     pr = sol.problem
     t1, pa, p, depth = pr.steps + 1, pr.n_points, pr.n_train, pr.depth

@@ -1,5 +1,5 @@
 """The ``paper`` suite: the experiments of Bordelon & Pehlevan (2022), theory beside networks
-(THEORY.md section 7): Fig. 1 (deep tanh), Fig. 2 (deep linear by depth), Fig. 3 (approximations
+(docs/theory.md section 7): Fig. 1 (deep tanh), Fig. 2 (deep linear by depth), Fig. 3 (approximations
 vs gamma0), Fig. 4 (CNN width independence) and the Appendix (two-layer ReLU).
 
 Size: ``$DMFT_PAPER_SIZE`` (smoke, cpu, full), else ``full`` with ``--device cuda`` and ``cpu``

@@ -13,7 +13,7 @@ from . import Suite
 
 #: P = 8 train + 4 test Gaussian points in D = 16, depth 2, eta = 0.2, T = 20 steps.
 BASE = ProblemSpec(n_train=8, n_test=4, input_dim=16, depth=2, activation="linear", eta=0.2, steps=20)
-#: THEORY.md section 5: every approximation agrees with the DMFT in the lazy limit (gamma0 = 0.05
+#: docs/theory.md section 5: every approximation agrees with the DMFT in the lazy limit (gamma0 = 0.05
 #: is below the first refuted grid point) and, at depth 3, all are refuted by gamma0 = 1.5.
 EXPECT_DEPTH3 = {"ntk": (0.25, 1.5), "gia": (0.25, 1.5), "perturbative": (0.25, 1.5)}
 

@@ -1,11 +1,11 @@
-"""One sweep of the Monte Carlo loop: every layer's pass, then the sample output (THEORY.md
+"""One sweep of the Monte Carlo loop: every layer's pass, then the sample output (docs/theory.md
 section 2, "The alternating Monte Carlo solver", step 2).
 
 A layer pass draws the sources from the current kernels, steps the fields forward in time for
-all samples at once (``theory.mc_fields``), estimates ``Phi^l``, ``G^l`` with control variates
-(``theory.mc_control``), on a refresh the responses by pathwise Jacobians
-(``theory.mc_jacobians``), and at the top layer the one-direction tangent along ``r^L`` that gives
-the network output (``theory.mc_outputs``).
+all samples at once (``theory.montecarlo.fields``), estimates ``Phi^l``, ``G^l`` with control variates
+(``theory.montecarlo.control``), on a refresh the responses by pathwise Jacobians
+(``theory.montecarlo.jacobians``), and at the top layer the one-direction tangent along ``r^L`` that gives
+the network output (``theory.montecarlo.outputs``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .mc_control import Linearization, estimate_kernels
-from .mc_fields import coupling, solve_fields, tangent_fields
-from .mc_jacobians import split_half_jacobians
-from .mc_outputs import first_order_output, ntk_over_time, sample_output
-from .mc_responses import ResponseBook
-from .mc_sampling import draw, symmetric_sqrt
-from .mc_setup import Iterate, Setup
+from .control import Linearization, estimate_kernels
+from .fields import coupling, solve_fields, tangent_fields
+from .jacobians import split_half_jacobians
+from .outputs import first_order_output, ntk_over_time, sample_output
+from .responses import ResponseBook
+from .sampling import draw, symmetric_sqrt
+from .setup import Iterate, Setup
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Sweeper:
         _, dphi_r = tangent_fields(None, torch.ones_like(h), act.dphi(h), act.ddphi(h) * z, c, d, s.pa)
         if est.a_y is not None:
             # first-order tangent a_y o (C a_y), a_y = phi'(Jhu u): mean exactly
-            # sum_s C(k,s) E[a_y(k) a_y(s)] (theory.mc_control)
+            # sum_s C(k,s) E[a_y(k) a_y(s)] (theory.montecarlo.control)
             au = est.a_y
             dphi_r = dphi_r - au * (au @ c.T) + (c * est.e_dphi).sum(1)[None, :]
         half = dphi_r.shape[0] // 2

@@ -1,8 +1,8 @@
-"""Bookkeeping of the response functions in the Monte Carlo loop (THEORY.md section 2).
+"""Bookkeeping of the response functions in the Monte Carlo loop (docs/theory.md section 2).
 
 The responses ``A^l = <d phi(h^l) / d r^l>`` and ``B^l = <d g^{l+1} / d u^{l+1}>`` (l = 1..L-1,
 (n, n) each) come from exact pathwise Jacobians of a subset of the samples
-(``theory.mc_jacobians``), the costliest part of an iteration. :class:`ResponseBook` decides when
+(``theory.montecarlo.jacobians``), the costliest part of an iteration. :class:`ResponseBook` decides when
 to re-estimate them (*refresh*), checks each refresh against the stored estimate within the noise
 of both (*check*: split-half standard errors), and keeps a *running mean* over consecutive
 refreshes that agree, so their noise keeps falling near the fixed point.

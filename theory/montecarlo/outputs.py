@@ -1,4 +1,4 @@
-"""Output dynamics for the Monte Carlo solver, marched in time (THEORY.md section 2).
+"""Output dynamics for the Monte Carlo solver, marched in time (docs/theory.md section 2).
 
 The exact discrete-time update telescopes into the network output of the single-site process::
 

@@ -1,7 +1,7 @@
 """A posteriori check of the linear DMFT: one whole-trajectory pass of the fixed-point map.
 
-The march (``theory.linear_march``) fills the kernels row by row. This module re-evaluates the
-self-consistency equations of THEORY.md section 4 on the finished trajectories with dense
+The march (``theory.linear.march``) fills the kernels row by row. This module re-evaluates the
+self-consistency equations of docs/theory.md section 4 on the finished trajectories with dense
 whole-trajectory linear algebra (a different code path: triangular solves instead of forward
 substitution, full projections of the assembled ``H^l``) and returns the largest relative change.
 At the exact fixed point it is round-off; it is reported as ``Solution.residual``.
@@ -20,8 +20,8 @@ def _rel(new: torch.Tensor, old: torch.Tensor) -> float:
 def residual(st, H: list, kx: torch.Tensor, y: torch.Tensor, *, depth, eps, a, gia, exact_update) -> float:
     """Largest relative change of (Delta, G^l, H^l pi^T, Ahat^l, bhat^l) under one pass of the map.
 
-    ``st`` is a finished :class:`theory.linear_march.MarchState`, ``H[l]`` the assembled
-    (m, Pa, m, Pa) kernels (``H[0]`` may be None: it is ``Kx``). Shapes as in ``linear_march``.
+    ``st`` is a finished :class:`theory.linear.march.MarchState`, ``H[l]`` the assembled
+    (m, Pa, m, Pa) kernels (``H[0]`` may be None: it is ``Kx``). Shapes as in ``theory.linear.march``.
     """
     L = depth
     m, Pa, P = st.f.shape[0], kx.shape[0], y.shape[0]

@@ -1,11 +1,11 @@
 """What the Monte Carlo fixed-point loop holds fixed (:class:`Setup`) and what it iterates
-(:class:`Iterate`), over one time horizon (THEORY.md section 2).
+(:class:`Iterate`), over one time horizon (docs/theory.md section 2).
 
-Index convention (``theory.mc_fields``): a (time, point) pair ``(k, mu)`` is flattened to
+Index convention (``theory.montecarlo.fields``): a (time, point) pair ``(k, mu)`` is flattened to
 ``k * P_all + mu``, so a kernel over all pairs is an ``(n, n)`` matrix, ``n = (T+1) P_all``, and
 the kernels of a shorter horizon are the leading principal blocks.
 
-Time-marching (``theory.mc_march``) solves a growing horizon and keeps the times already accepted
+Time-marching (``theory.montecarlo.march``) solves a growing horizon and keeps the times already accepted
 fixed: ``Setup.frozen`` is the number of accepted times, and every update, residual and noise
 estimate covers only the entries with at least one time ``>= frozen`` (:attr:`Setup.active`).
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .lazy import LazyKernels, lazy_dynamics, lazy_kernels
-from .mc_outputs import march, ntk_over_time
-from .mc_sampling import constant_in_time_factor, ones_factor
-from .problem import Problem
+from ..lazy import LazyKernels, lazy_dynamics, lazy_kernels
+from .outputs import march, ntk_over_time
+from .sampling import constant_in_time_factor, ones_factor
+from ..problem import Problem
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,7 +93,7 @@ class Setup:
         return float(torch.linalg.norm(diff))
 
     def ntk(self, phis, gs) -> torch.Tensor:
-        """(t1, pa, pa) NTK of (n, n) kernels (``theory.mc_outputs.ntk_over_time``)."""
+        """(t1, pa, pa) NTK of (n, n) kernels (``theory.montecarlo.outputs.ntk_over_time``)."""
         return ntk_over_time(phis, gs, self.kx, self.t1, self.pa)
 
 
@@ -102,9 +102,9 @@ class Iterate:
     """The state of the fixed-point iteration.
 
     phi, g: L kernels ``Phi^l``, ``G^l`` (n, n); a, b: the L - 1 responses ``A^l``, ``B^l``
-    (n, n), l = 1..L-1 (THEORY.md section 2); f_ref (t1, pa): the output of the last samples,
+    (n, n), l = 1..L-1 (docs/theory.md section 2); f_ref (t1, pa): the output of the last samples,
     generated with ``Delta = delta_ref`` (t1, p); delta (t1, p): the current ``Delta`` from the
-    output march (``theory.mc_outputs``).
+    output march (``theory.montecarlo.outputs``).
     """
 
     phi: list

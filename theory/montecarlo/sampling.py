@@ -1,6 +1,6 @@
 """Gaussian sources for the Monte Carlo solver: one factorisation per layer and iteration.
 
-THEORY.md section 2: ``u^l ~ GP(0, Phi^{l-1})`` and ``r^l ~ GP(0, G^{l+1})`` jointly over all
+docs/theory.md section 2: ``u^l ~ GP(0, Phi^{l-1})`` and ``r^l ~ GP(0, G^{l+1})`` jointly over all
 (time, point) pairs. A covariance ``(n, n)`` is factored once by ``eigh`` with clipping of the
 negative / negligible eigenvalues, ``cov ~= F F^T`` with ``F`` of shape ``(n, rank)``; a batch of
 sources is ``xi @ F^T`` with ``xi ~ N(0, I)`` of shape ``(S, rank)`` (one matmul, no loop).
@@ -33,7 +33,7 @@ def symmetric_sqrt(cov: torch.Tensor, clip: float = CLIP) -> torch.Tensor:
     Unlike the eigenvector factor of :func:`factor_psd`, it is a continuous function of ``cov``
     (no sign or rotation ambiguity of eigenvectors), so nearby covariances turn the same
     standard-normal draws into nearby sources: common random numbers survive small changes of
-    the kernels (``theory.mc_perturbative``), and results do not hinge on round-off in ``eigh``.
+    the kernels (``theory.montecarlo.perturbative``), and results do not hinge on round-off in ``eigh``.
     """
     sym = 0.5 * (cov + cov.T)
     lam, vec = torch.linalg.eigh(sym)
@@ -46,7 +46,7 @@ def psd_project(cov: torch.Tensor) -> torch.Tensor:
     """Nearest (Frobenius) PSD matrix: the symmetrised ``cov`` with negative eigenvalues set to 0.
 
     Control-variate estimates ``mean(X X^T - Y Y^T) + E[Y Y^T]`` are unbiased but not PSD by
-    construction; the returned kernels are projected (THEORY.md section 6: PSD kernels).
+    construction; the returned kernels are projected (docs/theory.md section 6: PSD kernels).
     """
     sym = 0.5 * (cov + cov.T)
     lam, vec = torch.linalg.eigh(sym)

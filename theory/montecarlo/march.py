@@ -1,11 +1,11 @@
-"""Time-marching of the Monte Carlo DMFT (THEORY.md section 2: "march in time instead").
+"""Time-marching of the Monte Carlo DMFT (docs/theory.md section 2: "march in time instead").
 
 Every coupling is causal, so the solution up to step ``k`` does not depend on later times. Near
 the edge of stability (a catapult: the loss spikes and recovers) iterating whole trajectories
 does not settle: noise at early times is re-drawn every iteration and amplified at later ones.
 Marching accepts the solution block by block instead:
 
-1. solve the horizon ``[0, k1]`` (the loop of ``theory.mc_loop``); accept it when CONVERGED;
+1. solve the horizon ``[0, k1]`` (the loop of ``theory.montecarlo.loop``); accept it when CONVERGED;
 2. extend to ``[0, k2]``: the accepted times stay fixed (``Setup.frozen``), the new times start
    from the last accepted one, and the loop converges the new block only;
 3. a block that fails is retried: at ``BOOST`` x the samples (and response samples) when its
@@ -26,11 +26,11 @@ import math
 
 import torch
 
-from . import divergence
-from .mc_errors import IterateSpread, observables
-from .mc_loop import Core, LoopOptions, run_iterations
-from .problem import Problem
-from .solution import Status
+from .. import divergence
+from .errors import IterateSpread, observables
+from .loop import Core, LoopOptions, run_iterations
+from ..problem import Problem
+from ..solution import Status
 
 #: Default number of replicas and of blocks of the first try.
 REPLICAS = 4

@@ -1,6 +1,6 @@
 """Control variates for the kernel estimates: Gaussian fields with exactly known moments.
 
-THEORY.md section 2 ("variance reduction"). A control variate is a function ``Y`` of the SAME
+docs/theory.md section 2 ("variance reduction"). A control variate is a function ``Y`` of the SAME
 sources whose second moment is known exactly; ``mean(X X^T - Y Y^T) + E[Y Y^T]`` is unbiased for
 ``E[X X^T]`` and carries only the noise of ``X X^T - Y Y^T``.
 
@@ -15,10 +15,10 @@ previous iteration (independent samples, so the estimate stays unbiased)::
 
 (the cross term vanishes: ``r`` is independent of ``u`` and has mean zero). With
 ``Jhu = <dh/du> = I + C <dg/du>``, ``Jhr = <dh/dr>``, ``Jzr = <dz/dr> = I + D <dphi/dr>``,
-``Jgu = <dg/du>`` from the pathwise Jacobians (``theory.mc_fields``). It reduces to "lazy" with
+``Jgu = <dg/du>`` from the pathwise Jacobians (``theory.montecarlo.fields``). It reduces to "lazy" with
 ``Jhu = Jzr = I``, ``Jhr = Jgu = 0``, and is EXACT (zero variance) for a linear network at the
 fixed point. Pair moments of non-closed-form activations come from the Mehler series
-(``theory.mc_mehler``).
+(``theory.montecarlo.mehler``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .activations import Activation
-from .mc_estimators import second_moment
-from .mc_mehler import pair_moments
+from ..activations import Activation
+from .estimators import second_moment
+from .mehler import pair_moments
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Kernel estimators with lazy control variates and split-half standard errors.
 
-THEORY.md section 2 ("variance reduction"): the lazy fields -- the same sources with
+docs/theory.md section 2 ("variance reduction"): the lazy fields -- the same sources with
 ``gamma0 = 0``, i.e. ``h = u`` and ``g = phi'(u) r`` -- have exactly known second moments
-(THEORY.md section 3; ``theory.mc_mehler.pair_moments``; see ``theory.mc_control``)::
+(docs/theory.md section 3; ``theory.montecarlo.mehler.pair_moments``; see ``theory.montecarlo.control``)::
 
     E[phi(u) phi(u)^T]                 = Phi_lazy(cov_u)
     E[(phi'(u) r)(phi'(u) r)^T]        = Phidot_lazy(cov_u) o cov_r      (u, r independent)

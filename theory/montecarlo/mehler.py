@@ -1,6 +1,6 @@
 """Gaussian pair moments ``E[f(a) f(b)]`` for every pair of an ``n``-dim Gaussian, in O(K n^2).
 
-Used for the expectations of the control variates (THEORY.md section 2, "variance reduction";
+Used for the expectations of the control variates (docs/theory.md section 2, "variance reduction";
 section 3 for the lazy moments). For ``(a, b)`` with variances ``qa``, ``qb`` and correlation
 ``rho``, Mehler's formula gives::
 
@@ -23,8 +23,8 @@ import math
 import numpy as np
 import torch
 
-from .activations import Activation
-from .lazy import gaussian_moments, has_closed_form
+from ..activations import Activation
+from ..lazy import gaussian_moments, has_closed_form
 
 #: Terms of the Mehler series and quadrature nodes of the 1-D coefficient integrals.
 TERMS = 80

@@ -1,8 +1,9 @@
 """Pathwise response Jacobians exploiting causality: blocked triangular products and solves.
 
-Same quantities as :func:`theory.mc_fields.pathwise_jacobians` (THEORY.md section 2,
-"pathwise derivatives"), with ``a = phi'(h)``, ``b = phi''(h) z``,
-``M = diag(b) + diag(a) D diag(a)`` and the unit lower triangular ``L = I - C M``::
+The per-sample Jacobians of the causal field map of ``theory.montecarlo.fields`` (docs/theory.md
+section 2, "pathwise derivatives"; the tests keep the dense ``n x n`` route as a reference),
+with ``a = phi'(h)``, ``b = phi''(h) z``, ``M = diag(b) + diag(a) D diag(a)`` and the unit
+lower triangular ``L = I - C M``::
 
     X = dh/dr = L^{-1} C diag(a)        A = < diag(a) X >
     B = dg/du = M L^{-1}
@@ -26,7 +27,7 @@ import math
 
 import torch
 
-from .activations import Activation
+from ..activations import Activation
 
 #: Target rows per block (a block is a whole number of time steps), balancing the flops wasted
 #: on the zero part of a block against per-call overhead. Measured on 2 CPU cores (P_all = 12,
@@ -52,14 +53,14 @@ def causal_jacobians(h: torch.Tensor, z: torch.Tensor, c: torch.Tensor, d: torch
     """Sample means ``(A, B[, X])`` (each (n, n) or None) of the exact per-sample Jacobians.
 
     h, z: (S_r, n) fields of the samples to differentiate; c, d: (n, n) causal couplings
-    (``theory.mc_fields.coupling``); ``n_points`` = P_all (the time-block size). With the
+    (``theory.montecarlo.fields.coupling``); ``n_points`` = P_all (the time-block size). With the
     sources ``u``, ``r`` (S_r, n), the equal-time diagonal of ``B`` gets the zero-mean control
-    variate ``diag(phi''(u) r)`` (as in :func:`theory.mc_fields.pathwise_jacobians`).
+    variate ``diag(phi''(u) r)`` (it has mean exactly 0: ``u`` and ``r`` are independent).
     Results agree with the dense route to round-off.
 
     Control variate of the leading (first-order) terms: with control fields ``a_cv`` (S_r, n),
     functions of the sources only, whose ``E[a_cv a_cv^T] = e_aa`` (n, n) is known exactly
-    (e.g. ``phi'`` of the linearised Gaussian field, ``theory.mc_control``), the per-sample
+    (e.g. ``phi'`` of the linearised Gaussian field, ``theory.montecarlo.control``), the per-sample
     ``diag(a_cv) C diag(a_cv)`` (for ``A``) and ``diag(a_cv) D diag(a_cv)`` (for ``B``) are
     subtracted and their exact means ``C o e_aa``, ``D o e_aa`` added back. These mirror the
     first terms ``diag(a) C diag(a)`` and ``diag(a) D diag(a)`` of the Neumann series of ``A``

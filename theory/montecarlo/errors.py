@@ -1,9 +1,9 @@
-"""Monte Carlo standard errors of the solver's returned observables (THEORY.md section 2).
+"""Monte Carlo standard errors of the solver's returned observables (docs/theory.md section 2).
 
 Two sources, both relative Frobenius errors (``|se| / |estimate|``, scalars, the convention
 ``validate.checks.common.theory_stderr`` reads):
 
-* split halves of one iteration's samples (``theory.mc_estimators.second_moment``): the noise of
+* split halves of one iteration's samples (``theory.montecarlo.estimators.second_moment``): the noise of
   ONE kernel estimate given the previous state; it misses the noise carried in through the
   fixed-point map (layer l + 1 sees the noisy Phi^l, every layer the noisy outputs);
 * the spread of the raw iterates after convergence (the running-mean window): at the fixed

@@ -1,8 +1,8 @@
-"""The fixed-point loop of the Monte Carlo solver and its stopping rule (THEORY.md section 2).
+"""The fixed-point loop of the Monte Carlo solver and its stopping rule (docs/theory.md section 2).
 
-Each iteration: one sweep (``theory.mc_sweep``); a divergence watch (``theory.divergence``); the
+Each iteration: one sweep (``theory.montecarlo.sweep``); a divergence watch (``theory.divergence``); the
 residual (relative change of the kernels and outputs) against the Monte Carlo noise floor
-(split-half standard errors); mixing with damping; the output march (``theory.mc_outputs``).
+(split-half standard errors); mixing with damping; the output march (``theory.montecarlo.outputs``).
 After convergence a few more iterations are averaged (running mean) to lower the noise.
 
 Stopping rule (issue: never call a large residual converged):
@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import divergence
-from .mc_errors import IterateSpread, observables, standard_errors
-from .mc_outputs import march
-from .mc_responses import TOL_FLOOR, ResponseBook
-from .mc_sampling import psd_project
-from .mc_setup import Iterate, Setup
-from .mc_sweep import SweepOut, Sweeper
-from .problem import Problem
-from .solution import Status
+from .. import divergence
+from .errors import IterateSpread, observables, standard_errors
+from .outputs import march
+from .responses import TOL_FLOOR, ResponseBook
+from .sampling import psd_project
+from .setup import Iterate, Setup
+from .sweep import SweepOut, Sweeper
+from ..problem import Problem
+from ..solution import Status
 
 #: CONVERGED needs a residual (largest relative change of a kernel or the outputs between two
 #: iterations) at most this large, whatever the noise estimate says.
@@ -45,29 +45,12 @@ RESIDUAL_MAX = 0.1
 NOISE_MAX = 0.05
 
 
-UPDATES = ("exact", "first_order")
-CONTROL_VARIATES = ("auto", "linearized", "lazy", "none")
-
-
-def check_choice(name: str, value, allowed) -> str:
-    """``value`` (a string or an Enum) lower-cased if it is one of ``allowed``, else ValueError."""
-    v = str(value).lower() if not hasattr(value, "value") else str(value.value)
-    if v not in allowed:
-        raise ValueError(f"{name}: unknown value {value!r}; valid values are {list(allowed)}")
-    return v
-
-
-def check_int(name: str, value, lo: int) -> int:
-    """``value`` if it is an integer >= lo (not a bool), else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name}: must be an integer >= {lo}, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class LoopOptions:
-    """Options of the loop (see :func:`theory.montecarlo.solve_mc` for each), validated on
-    construction (ValueError naming the field); "auto" control variates become "linearized"."""
+    """Options of the loop, already validated and normalised by ``theory.solve`` (the option
+    table ``theory.solve.OPTIONS`` says what each means): update "exact" / "first_order",
+    control_variate "linearized" / "lazy" / "none", warmup a tuple of fractions, tol None or
+    at most ``RESIDUAL_MAX``, response_samples at most samples."""
 
     update: str = "exact"
     samples: int = 4000
@@ -85,27 +68,6 @@ class LoopOptions:
     warmup: tuple = ()
     response_every: int = 1
     response_average: bool = False
-
-    def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
-        set_("update", check_choice("update", self.update, UPDATES))
-        cv = check_choice("control_variate", self.control_variate, CONTROL_VARIATES)
-        set_("control_variate", "linearized" if cv == "auto" else cv)
-        for name, lo in (("samples", 4), ("response_samples", 1), ("max_iterations", 1),
-                         ("average_iterations", 0), ("response_every", 1)):
-            check_int(name, getattr(self, name), lo)
-        set_("response_samples", min(self.response_samples, self.samples))
-        if not (isinstance(self.damping, (int, float)) and 0.0 < float(self.damping) <= 1.0):
-            raise ValueError(f"damping: must be a number in (0, 1], got {self.damping!r}")
-        set_("damping", float(self.damping))
-        w = self.warmup
-        if not (isinstance(w, (tuple, list)) and all(isinstance(v, (int, float)) and 0.0 < v <= 1.0 for v in w)):
-            raise ValueError(f"warmup: must be a tuple of fractions in (0, 1], got {w!r}")
-        set_("warmup", tuple(float(v) for v in w))
-        tol = self.tol
-        if tol is not None and not (isinstance(tol, (int, float)) and 0 < tol <= RESIDUAL_MAX):
-            raise ValueError(f"tol: must be None or a number in (0, {RESIDUAL_MAX:g}], got {tol!r}")
-        set_("response_average", bool(self.response_average))
 
 
 @dataclass

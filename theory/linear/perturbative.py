@@ -1,4 +1,4 @@
-"""Leading-order perturbation theory in gamma0 for deep linear networks (THEORY.md section 5).
+"""Leading-order perturbation theory in gamma0 for deep linear networks (docs/theory.md section 5).
 
 Every order parameter of the exact linear solver is a smooth function of ``eps = gamma0**2``
 (``theory.linear`` is written in rescaled variables that never divide by gamma0), and odd orders
@@ -28,11 +28,14 @@ defined here) shows up in the two-time kernels.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from .problem import Problem
-from .solution import Solution, Status
+from ..problem import Problem
+from ..solution import Solution, Status, build_solution, point_free
+from .solver import core
 
 
 def _split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,17 +45,28 @@ def _split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return primal, tangent
 
 
+def dual_zero(dtype, device) -> torch.Tensor:
+    """``eps = 0`` with tangent 1, a forward-mode dual number (call inside ``fwAD.dual_level``).
+
+    torch loads its forward-AD decompositions on the first ``make_dual`` of a process and scripts
+    them with ``torch.jit.script``, which emits a deprecation FutureWarning; nothing here uses
+    TorchScript, so exactly that warning is silenced, here, where it is raised.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                category=FutureWarning)
+        z = torch.zeros((), dtype=dtype, device=device)
+        return fwAD.make_dual(z, torch.ones_like(z))
+
+
 def second_order(problem: Problem, *, update: str = "exact", dtype=torch.float64, device="cpu") -> dict:
     """``{name: (q0, q2)}`` for loss (m,), f (m, Pa), ntk (m, Pa, Pa), H (list of (m,Pa,m,Pa)), G (list of (m,m)).
 
     ``H``/``G`` lists run over layers 1..L. ``q0`` is the lazy value, ``q2 = dq/d(gamma0^2)`` at 0.
     """
-    from .linear import core  # local: linear imports this module lazily
-
     L = problem.depth
     with fwAD.dual_level():
-        z = torch.zeros((), dtype=dtype, device=device)
-        eps = fwAD.make_dual(z, torch.ones_like(z))
+        eps = dual_zero(dtype, device)
         out = core(
             problem, eps, gia=False, exact_update=(update == "exact"),
             dtype=dtype, device=device, blowup=float("inf"),
@@ -63,15 +77,14 @@ def second_order(problem: Problem, *, update: str = "exact", dtype=torch.float64
     return res
 
 
-def solve_perturbative(problem: Problem, *, update: str = "exact", dtype=torch.float64, device="cpu") -> Solution:
+def solve_perturbative(problem: Problem, *, exact_update: bool = True, dtype=torch.float64,
+                       device="cpu") -> Solution:
     """``q(0) + gamma0^2 q_2`` for every order parameter (see the module docstring)."""
+    update = "exact" if exact_update else "first_order"
     so = second_order(problem, update=update, dtype=dtype, device=device)
     e = problem.gamma0**2
-    P, m, Pa = problem.n_train, problem.steps + 1, problem.n_points
+    P, Pa = problem.n_train, problem.n_points
     tr = lambda pair: pair[0] + e * pair[1]  # noqa: E731
-    f = tr(so["f"])
-    H = tuple(tr(p) for p in so["H"])
-    G = tuple(tr(p)[:, None, :, None].expand(m, Pa, m, Pa) for p in so["G"])
     f2 = so["f"][1]
     info = {
         "update": update,
@@ -84,18 +97,6 @@ def solve_perturbative(problem: Problem, *, update: str = "exact", dtype=torch.f
             "g": tuple(p[1] for p in so["G"]),
         },
     }
-    return Solution(
-        problem=problem,
-        scheme="perturbative",
-        t=problem.times.to(dtype=dtype, device=device),
-        loss=tr(so["loss"]),
-        f_train=f[:, :P],
-        f_test=f[:, P:] if problem.n_test else None,
-        ntk=tr(so["ntk"]),
-        phi=H,
-        g=G,
-        status=Status.EXACT,
-        iterations=0,
-        residual=0.0,
-        info=info,
-    )
+    return build_solution(problem, "perturbative", f=tr(so["f"]), ntk=tr(so["ntk"]),
+                          phi=[tr(p) for p in so["H"]], g=[point_free(tr(p), Pa) for p in so["G"]],
+                          status=Status.EXACT, loss=tr(so["loss"]), info=info)

@@ -1,7 +1,7 @@
-"""Leading-order perturbation theory through the Monte Carlo sampler (THEORY.md section 5).
+"""Leading-order perturbation theory through the Monte Carlo sampler (docs/theory.md section 5).
 
 Every order parameter is even in gamma0, ``q(gamma0) = q(0) + gamma0^2 q_2 + O(gamma0^4)``, and
-``q(0)`` is the lazy solution (exact, THEORY.md section 3). The coefficient is the symmetric
+``q(0)`` is the lazy solution (exact, docs/theory.md section 3). The coefficient is the symmetric
 second difference with COMMON RANDOM NUMBERS (both runs use the same seed, so the same
 standard-normal draws feed both self-consistent solutions)::
 
@@ -12,41 +12,33 @@ output divides by gamma0). With the linearized control variate the estimates car
 the size of their (O(h^2)) non-Gaussian part, so the division by ``h^2`` does not amplify the
 sampling noise; for linear networks the control variate is exact and ``q_2`` is exact up to the
 ``O(h^2)`` truncation. The solution holds ``q(0) + gamma0^2 q_2`` (loss expanded itself) and
-``info["second_order"]`` the ``q_2``, like :func:`theory.perturbative.solve_perturbative`.
+``info["second_order"]`` the ``q_2``, like :func:`theory.linear.perturbative.solve_perturbative`.
 """
 
 from __future__ import annotations
 
-import torch
-
-from .lazy import lazy_dynamics, lazy_kernels
-from .problem import Problem
-from .solution import Solution, Status
+from ..lazy import lazy_dynamics, lazy_kernels
+from ..problem import Problem
+from ..solution import Solution, Status, build_solution
+from .loop import LoopOptions, run_iterations
 
 #: Default finite-difference step in gamma0.
 STEP = 0.1
 
 
-def solve_perturbative_mc(problem: Problem, run, *, step: float = STEP, dtype=torch.float64,
-                          device="cpu", **options) -> Solution:
-    """``q(0) + gamma0^2 q_2`` with ``q_2`` from the symmetric difference above.
-
-    run: ``callable(gamma0, **options) -> theory.mc_loop.Core`` (the loop with everything but
-    gamma0 bound); options go to it.
-    """
-    if not (isinstance(step, (int, float)) and step > 0):
-        raise ValueError(f"perturbative_step: must be a positive number, got {step!r}")
+def solve_perturbative_mc(problem: Problem, *, options: LoopOptions, step: float = STEP) -> Solution:
+    """``q(0) + gamma0^2 q_2`` with ``q_2`` from the symmetric difference above; both runs
+    iterate whole trajectories (common random numbers need the same path through the solver).
+    Options arrive validated (``theory.solve``)."""
     t1, pa, p = problem.steps + 1, problem.n_points, problem.n_train
-    n = t1 * pa
-    kw = dict(dtype=dtype, device=device)
-    kx = problem.kx.to(**kw)
+    kw = dict(dtype=options.dtype, device=options.device)
     y = problem.y_train.to(**kw)
-    lk = lazy_kernels(kx, problem.depth, problem.activation)
+    lk = lazy_kernels(problem.kx.to(**kw), problem.depth, problem.activation)
     _, f0 = lazy_dynamics(lk.ntk, y, problem.eta, problem.steps)
     q0 = {"phi": [m.repeat(t1, t1) for m in lk.phi], "g": [m.repeat(t1, t1) for m in lk.g],
           "f": f0, "ntk": lk.ntk[None].expand(t1, pa, pa)}
-    plus = run(float(step), **options)
-    minus = run(-float(step), **options)
+    plus, minus = (run_iterations(problem, gamma0=g0, scheme="dmft", options=options)
+                   for g0 in (float(step), -float(step)))
     h2 = 2.0 * float(step) ** 2
 
     def coef(a, b, c):
@@ -60,9 +52,7 @@ def solve_perturbative_mc(problem: Problem, run, *, step: float = STEP, dtype=to
     loss2 = coef(loss(plus.f), loss(minus.f), loss0)
     e = problem.gamma0**2
     to4 = lambda m: m.reshape(t1, pa, t1, pa)  # noqa: E731
-    f = q0["f"] + e * q2["f"]
     bad = [(name, c) for name, c in (("+h", plus), ("-h", minus)) if not c.status.ok]
-    status = bad[0][1].status if bad else Status.CONVERGED
     f2 = q2["f"]
     info = {
         "step": float(step),
@@ -73,17 +63,15 @@ def solve_perturbative_mc(problem: Problem, run, *, step: float = STEP, dtype=to
             "g": tuple(to4(m) for m in q2["g"]),
         },
     }
-    if not bad:  # the bound each run met, on the scale of q_2 (like the residual below)
-        info["tolerance"] = max(plus.info["tolerance"], minus.info["tolerance"]) / h2
     if bad:
         info["reason"] = "; ".join(f"the run at gamma0 = {name} ended {c.status.value}: "
                                    f"{c.info.get('reason')}" for name, c in bad)
-    return Solution(
-        problem=problem, scheme="perturbative", t=problem.times.to(**kw), loss=loss0 + e * loss2,
-        f_train=f[:, :p], f_test=f[:, p:] if problem.n_test else None,
-        ntk=q0["ntk"] + e * q2["ntk"],
-        phi=tuple(to4(a + e * b) for a, b in zip(q0["phi"], q2["phi"])),
-        g=tuple(to4(a + e * b) for a, b in zip(q0["g"], q2["g"])),
-        status=status, iterations=max(plus.iterations, minus.iterations),
-        residual=max(plus.residual, minus.residual) / h2, info=info,
-    )
+    else:  # the bound each run met, on the scale of q_2 (like the residual below)
+        info["tolerance"] = max(plus.info["tolerance"], minus.info["tolerance"]) / h2
+    return build_solution(
+        problem, "perturbative", f=q0["f"] + e * q2["f"], ntk=q0["ntk"] + e * q2["ntk"],
+        phi=[a + e * b for a, b in zip(q0["phi"], q2["phi"])],
+        g=[a + e * b for a, b in zip(q0["g"], q2["g"])], loss=loss0 + e * loss2,
+        status=bad[0][1].status if bad else Status.CONVERGED,
+        iterations=max(plus.iterations, minus.iterations),
+        residual=max(plus.residual, minus.residual) / h2, info=info)
