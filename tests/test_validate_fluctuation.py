@@ -261,7 +261,7 @@ def test_the_example_claim_file_parses():
 
     claims = load_claims(Path(__file__).resolve().parent.parent / "examples" / "finite_width.claims.toml")
     assert [type(c.check) for c in claims] == [Fluctuation, SingleWidth]
-    assert [c.check.widths for c in claims] == [(256,), (256,)] and claims[1].check.bias == 2.0
+    assert [c.check.widths for c in claims] == [(128,), (128,)] and claims[1].check.bias == 2.0
 
 
 def test_report_draws_the_bands(tmp_path, monkeypatch):
