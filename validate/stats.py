@@ -117,10 +117,18 @@ def extrapolated_residual(
                 tr_r2 += float(((bi @ bj.T) ** 2).sum())
     quad = sum(float(((b @ r) ** 2).sum()) for b in B)
     var_noise = sum(c[i] ** 4 / counts[i] ** 2 * 2 * _tr_sq(A[i]) / max(counts[i] - 1, 1) for i in range(len(A)))
+    return residual_interval(r, ref2, tr_r, 2 * tr_r2 + 4 * max(quad - tr_r2, 0.0) + var_noise, reference_se, z)
+
+
+def residual_interval(r: torch.Tensor, ref2: float, tr_r: float, var_r2: float,
+                      reference_se: torch.Tensor | None, z: float) -> Residual:
+    """The :class:`Residual` of a residual vector ``r`` (M,) with noise trace ``tr_r`` (``E|r|^2
+    = |delta|^2 + tr_r``) and ``var_r2`` the variance of ``|r|^2``, relative to ``ref2 = |ref|^2``.
+    The theory's own Monte Carlo error (whose correlations are unknown) widens the bounds by
+    ``z |se| / |ref|`` on each side, by the triangle inequality, rather than being subtracted."""
     r2 = float((r**2).sum())
     rho2 = (r2 - tr_r) / ref2
-    var = 2 * tr_r2 + 4 * max(quad - tr_r2, 0.0) + var_noise
-    se2 = var**0.5 / ref2
+    se2 = var_r2**0.5 / ref2
     lo, hi = ssqrt(rho2 - z * se2), ssqrt(rho2 + z * se2)
     if reference_se is not None:  # |r| lies within |delta| -+ |eps_theory| (triangle inequality)
         th = float(reference_se.reshape(-1).to(torch.float64).norm()) / ref2**0.5
@@ -217,15 +225,8 @@ def single_width_residual(samples: torch.Tensor, reference: torch.Tensor, predic
     tr_r = float((sig**2).sum()) / s
     tr_r2 = _tr_sq(a) / s**2
     quad = float(((a @ r) ** 2).sum()) / s
-    r2 = float((r**2).sum())
-    rho2 = (r2 - tr_r) / ref2
-    se2 = (2 * tr_r2 + 4 * max(quad - tr_r2, 0.0)) ** 0.5 / ref2
-    lo, hi = ssqrt(rho2 - z * se2), ssqrt(rho2 + z * se2)
-    if reference_se is not None:
-        th = float(reference_se.reshape(-1).to(torch.float64).norm()) / ref2**0.5
-        lo, hi = lo - z * th, hi + z * th
-    return Residual(rho2=rho2, rho2_se=se2, estimate=max(rho2, 0.0) ** 0.5, lo=lo, hi=hi,
-                    stderr=(hi - lo) / (2 * z), raw=(r2 / ref2) ** 0.5, noise=(tr_r / ref2) ** 0.5)
+    # the noise trace is predicted, not estimated: no term for its own sampling error
+    return residual_interval(r, ref2, tr_r, 2 * tr_r2 + 4 * max(quad - tr_r2, 0.0), reference_se, z)
 
 
 @dataclass(frozen=True)
