@@ -57,6 +57,8 @@ def fluctuations(
     max_iterations: int = 60,
     chunk: int = 64,
     seed: int = 0,
+    refine: int | None = None,
+    coarse_population: int | None = None,
     strict: bool = False,
     **solve_options: Any,
 ) -> Fluctuations:
@@ -83,6 +85,10 @@ def fluctuations(
     _check_int("max_iterations", max_iterations, 1)
     _check_int("chunk", chunk, 1)
     _check_int("seed", seed, 0)
+    if refine is not None:
+        _check_int("refine", refine, 2)
+    if coarse_population is not None:
+        _check_int("coarse_population", coarse_population, 4)
     if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
         raise ValueError(f"tol: must be None or a positive number, got {tol!r}")
     if method is Method.AUTO:
@@ -106,6 +112,8 @@ def fluctuations(
         tol = TOL_MC if method is Method.MONTECARLO else TOL_EXACT
     opts = dict(update=update, samples=samples, population=population, tol=float(tol),
                 max_iterations=max_iterations, chunk=chunk, seed=seed)
+    if method is Method.MONTECARLO:
+        opts.update(refine=refine, coarse_population=coarse_population)
     if method is Method.LAZY:
         from .lazy import lazy_fluctuations as run
     elif method is Method.LINEAR:

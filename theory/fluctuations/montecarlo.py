@@ -29,7 +29,7 @@ import torch
 from .identity import Identity
 from .interface import Solution, Status, mc_responses, solve_fields
 from .layout import Layout, factor_psd
-from .propagate import Directions, propagate
+from .propagate import Control, Directions, propagate, v_count
 from .result import assemble
 
 #: Default sampled noise sites per layer.
@@ -40,6 +40,11 @@ CLIP = 1e-12
 #: population's round-off is amplified by the inverse of the smallest kept eigenvalue, and with
 #: 1e-10 (the exact linear method's cut) the linearised solve stalls at 1e-3 (measured, deep tanh).
 MC_RCOND = 1e-6
+#: Two-level estimate (docs/finite_width.md section 9): sites per layer also solved by the full
+#: model, the control level's population and its fixed number of sweeps.
+REFINE, COARSE_POPULATION, COARSE_SWEEPS = 128, 256, 4
+#: Directions solved together by the full model and by the control level.
+FULL_CHUNK, COARSE_CHUNK = 16, 64
 
 
 class Root:
@@ -244,6 +249,16 @@ class MCModel:
                 yield Directions(self._noise_state(l, v.u, v.r, v.g, v.ph), torch.ones(c, dtype=v.u.dtype),
                                  l, centred=True)
 
+    def adopt(self, state: dict) -> dict:
+        """A noise state of another population of the same problem with this population's
+        (zero) field tangents: the noise blocks do not depend on the population."""
+        out = {k: v for k, v in state.items() if not k.startswith("F")}
+        c, dt = v_count(out), out["f"].dtype
+        for k, shape in self.block_shapes().items():
+            if k.startswith("F"):
+                out[k] = torch.zeros(c, *shape, dtype=dt)
+        return out
+
     def _zero_state(self, c: int, dtype) -> dict[str, torch.Tensor]:
         st = self.lay.zero_state(self.block_shapes(), c, dtype)
         return st
@@ -290,17 +305,31 @@ class MCModel:
 
 
 def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, population: int,
-                    tol: float, max_iterations: int, chunk: int, seed: int):
-    """``theory.fluctuations`` for a nonlinear network (also runs on linear ones, as a check)."""
+                    tol: float, max_iterations: int, chunk: int, seed: int,
+                    refine: int | None = None, coarse_population: int | None = None):
+    """``theory.fluctuations`` for a nonlinear network (also runs on linear ones, as a check).
+
+    Sampled noise: every one of the ``samples`` sites per layer goes through a control level
+    (``coarse_population`` sites, ``COARSE_SWEEPS`` sweeps) and the first ``refine`` through the
+    full model (``population``); ``refine >= samples`` solves every site with the full model."""
     t0 = time.perf_counter()
     if samples is None and not sol.problem.activation.is_linear:
         samples = SAMPLES
+    refine = REFINE if refine is None else refine
+    coarse_population = COARSE_POPULATION if coarse_population is None else coarse_population
+    two_level = samples is not None and refine < samples
     model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population,
-                    seed=seed, chunk=min(chunk, 16))
-    var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations)
+                    seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK))
+    control = None
+    if two_level:
+        cheap = MCModel(sol, exact_update=update == "exact", samples=samples, population=coarse_population,
+                        seed=seed + 2, chunk=model.chunk)
+        control = Control(cheap, sweeps=COARSE_SWEEPS, refine=refine, chunk=min(chunk, FULL_CHUNK))
+    var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations, control=control)
     info = {"method": "montecarlo", "update": update, "noise": "exact" if samples is None else "sampled",
-            "samples": samples,
-            "population": population, "directions": rep.directions,
+            "samples": samples, "population": population, "directions": rep.directions,
+            "refine": refine if two_level else samples,
+            "coarse_population": coarse_population if two_level else None,
             "population_residual": model.base_residual(), "standard_error": se,
             "timings": {"propagate": time.perf_counter() - t0}}
     status = Status.CONVERGED if rep.converged else Status.MAX_ITERATIONS

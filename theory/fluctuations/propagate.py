@@ -116,17 +116,29 @@ def solve_tangent(model: Model, xi: dict, *, tol: float, max_iterations: int):
 class Accumulator:
     """Running ``N Var`` of each observable entry and ``N Cov`` of the loss over time.
 
-    Exact directions add ``w o o^T``; sampled ones are summed per group (layer) and centred at
-    the end (unbiased sample covariance). Fourth moments give the standard error of each
-    sampled variance, ``sqrt((m4 - s^4) / M)``.
+    Exact directions add ``w o o^T``. Sampled ones are kept per group (layer) and combined at
+    the end: the unbiased sample covariance, or, when a cheap control level solved every
+    direction and the full model only the first ``J1`` of a group, the two-level estimator
+
+        V = S2(c; J) + S2(o; J1) - S2(c; J1)
+
+    (``S2``: unbiased sample covariance; ``c`` the control's observables, ``o`` the full
+    model's). Each term is unbiased, so ``V`` is an unbiased estimate of the full model's
+    covariance whatever the control; a control close to ``o`` only makes its error small.
+    Standard errors of the variances are first order in the squared deviations
+    ``a = (c - mean c)^2`` and ``d = (o - mean o)^2 - (c - mean c)^2`` (on ``J1``):
+    ``se^2 = Var(a) / J + Var(d) / J1 + 2 Cov(a, d) / J``; without a control ``se^2 = Var(a) / J``
+    with ``a`` the full model's squared deviations.
     """
 
     def __init__(self) -> None:
         self.exact: dict[str, torch.Tensor] = {}
         self.exact_loss_cov: torch.Tensor | None = None
-        self.groups: dict[int, dict] = {}
+        self.groups: dict[int, dict[str, list]] = {}
 
-    def add(self, obs: dict[str, torch.Tensor], d: Directions) -> None:
+    def add(self, obs: dict[str, torch.Tensor], d: Directions, control: dict | None = None) -> None:
+        """Add a chunk's full-model observables ``obs`` (None when only the control solved it)
+        and, for a two-level estimate, the control's observables of the whole chunk."""
         w = d.weight
         if not d.centred:
             for k, v in obs.items():
@@ -135,14 +147,15 @@ class Accumulator:
             lc = torch.einsum("c,ca,cb->ab", w, obs["loss"], obs["loss"])
             self.exact_loss_cov = lc if self.exact_loss_cov is None else self.exact_loss_cov + lc
             return
-        g = self.groups.setdefault(d.group, {"count": 0, "moments": {}, "loss": None})
-        g["count"] += v_count(obs)
-        for k, v in obs.items():
-            mom = g["moments"].setdefault(k, [0.0] * 4)
-            for j in range(4):
-                mom[j] = mom[j] + (v ** (j + 1)).sum(0)
-        l1, l2 = obs["loss"].sum(0), obs["loss"].T @ obs["loss"]
-        g["loss"] = (l1, l2) if g["loss"] is None else (g["loss"][0] + l1, g["loss"][1] + l2)
+        g = self.groups.setdefault(d.group, {"full": [], "control": []})
+        if obs is not None:
+            g["full"].append(obs)
+        if control is not None:
+            g["control"].append(control)
+
+    def full_count(self, group: int) -> int:
+        """Full-model directions accumulated so far in ``group``."""
+        return sum(v_count(o) for o in self.groups.get(group, {"full": []})["full"])
 
     def finish(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
         """``(variances, loss_cov, standard_errors)``; standard errors are 0 for exact parts."""
@@ -150,19 +163,54 @@ class Accumulator:
         se2: dict[str, torch.Tensor] = {k: torch.zeros_like(v) for k, v in var.items()}
         cov = None if self.exact_loss_cov is None else self.exact_loss_cov.clone()
         for g in self.groups.values():
-            n = g["count"]
-            if n < 2:
-                raise ValueError("samples: need at least 2 sampled noise directions per layer")
-            for k, (s1, s2, s3, s4) in g["moments"].items():
-                mu = s1 / n
-                v = (s2 - n * mu**2) / (n - 1)
-                m4 = s4 / n - 4 * mu * s3 / n + 6 * mu**2 * s2 / n - 3 * mu**4
+            full = _stack(g["full"])
+            ctrl = _stack(g["control"]) if g["control"] else None
+            for k, o in full.items():
+                v, s2 = _two_level(o, None if ctrl is None else ctrl[k])
                 var[k] = var.get(k, 0.0) + v
-                se2[k] = se2.get(k, torch.zeros_like(v)) + (m4 - v**2).clamp(min=0.0) / n
-            l1, l2 = g["loss"]
-            c = (l2 - torch.outer(l1, l1) / n) / (n - 1)
+                se2[k] = se2.get(k, torch.zeros_like(v)) + s2
+            c = _two_level_cov(full["loss"], None if ctrl is None else ctrl["loss"])
             cov = c if cov is None else cov + c
         return var, cov, {k: v.sqrt() for k, v in se2.items()}
+
+
+def _stack(chunks: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def _dev2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unbiased sample variance of ``x`` (J, ...) over its first axis and squared deviations."""
+    if x.shape[0] < 2:
+        raise ValueError("samples: need at least 2 sampled noise directions per layer")
+    a = (x - x.mean(0)) ** 2
+    return a.sum(0) / (x.shape[0] - 1), a
+
+
+def _two_level(o: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Variance estimate and its squared standard error (see :class:`Accumulator`); ``o`` the
+    full model's observables (J1, ...), ``c`` the control's (J, ...) whose first J1 pair with ``o``."""
+    v_o, a_o = _dev2(o)
+    if c is None:
+        return v_o, a_o.var(0, unbiased=False) / o.shape[0]
+    j1 = o.shape[0]
+    v_c, a = _dev2(c)
+    v_c1, a_c1 = _dev2(c[:j1])
+    d = a_o - a_c1
+    cross = ((a[:j1] - a[:j1].mean(0)) * (d - d.mean(0))).mean(0)
+    s2 = a.var(0, unbiased=False) / c.shape[0] + d.var(0, unbiased=False) / j1 + 2 * cross / c.shape[0]
+    return v_c + v_o - v_c1, s2.clamp(min=0.0)
+
+
+def _cov(x: torch.Tensor) -> torch.Tensor:
+    x = x - x.mean(0)
+    return x.T @ x / (x.shape[0] - 1)
+
+
+def _two_level_cov(o: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    """Covariance over time (m, m) of loss tangents (J1, m), two-level as :func:`_two_level`."""
+    if c is None:
+        return _cov(o)
+    return _cov(c) + _cov(o) - _cov(c[: o.shape[0]])
 
 
 def v_count(obs: dict[str, torch.Tensor]) -> int:
@@ -179,15 +227,50 @@ class Report:
     converged: bool = True
 
 
-def propagate(model: Model, *, tol: float, max_iterations: int):
-    """Run every chunk of ``model.directions()``. Returns ``(variances, loss_cov, se, Report)``."""
+@dataclass
+class Control:
+    """A cheap control level for sampled directions (``docs/finite_width.md`` section 9).
+
+    ``model`` is a cheaper model of the same map (a smaller population) with an ``adopt(state)``
+    method that turns the full model's noise state into its own; it is run for a fixed number
+    of ``sweeps`` on every sampled direction, and the full model only on the first ``refine``
+    directions of each group. Every direction's observables under both levels feed the unbiased
+    two-level estimator of :class:`Accumulator`.
+    """
+
+    model: Model
+    sweeps: int
+    refine: int
+    chunk: int
+
+
+def propagate(model: Model, *, tol: float, max_iterations: int, control: Control | None = None):
+    """Run every chunk of ``model.directions()``. Returns ``(variances, loss_cov, se, Report)``.
+
+    With a ``control``, sampled directions go through the control level and only ``refine``
+    per group through the full model (in sub-chunks of ``control.chunk``)."""
     acc, rep = Accumulator(), Report()
-    for d in model.directions():
-        t, it, change = solve_tangent(model, d.state, tol=tol, max_iterations=max_iterations)
+
+    def full(state: dict) -> dict:
+        t, it, change = solve_tangent(model, state, tol=tol, max_iterations=max_iterations)
         rep.iterations = max(rep.iterations, it)
         rep.change = max(rep.change, change)
         rep.converged = rep.converged and change <= tol
-        rep.directions += int(d.weight.shape[0])
-        acc.add(model.observables(t), d)
+        rep.directions += v_count(state)
+        return model.observables(t)
+
+    for d in model.directions():
+        if control is None or not d.centred:
+            acc.add(full(d.state), d)
+            continue
+        cm = control.model
+        tc, _, _ = solve_tangent(cm, cm.adopt(d.state), tol=0.0, max_iterations=control.sweeps)
+        need = min(control.refine - acc.full_count(d.group), v_count(d.state))
+        obs = None
+        if need > 0:
+            parts = [full({k: v[s0 : min(s0 + control.chunk, need)] for k, v in d.state.items()})
+                     for s0 in range(0, need, control.chunk)]
+            obs = _stack(parts)
+        acc.add(obs, d, control=cm.observables(tc))
     var, cov, se = acc.finish()
     return var, cov, se, rep
