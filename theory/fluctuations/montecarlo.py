@@ -29,7 +29,7 @@ import torch
 from .identity import Identity
 from .interface import Solution, Status, mc_responses, solve_fields
 from .layout import Layout, factor_psd
-from .propagate import Control, Directions, propagate, v_count
+from .propagate import Control, Directions, propagate
 from .result import assemble
 
 #: Default sampled noise sites per layer.
@@ -42,7 +42,7 @@ CLIP = 1e-12
 MC_RCOND = 1e-6
 #: Two-level estimate (docs/finite_width.md section 9): sites per layer also solved by the full
 #: model, the control level's population and its fixed number of sweeps.
-REFINE, COARSE_POPULATION, COARSE_SWEEPS = 128, 256, 4
+REFINE, COARSE_POPULATION, COARSE_SWEEPS = 32, 128, 1
 #: Directions solved together by the full model and by the control level.
 FULL_CHUNK, COARSE_CHUNK = 16, 64
 
@@ -143,11 +143,11 @@ class MCModel:
     # ------------------------------------------------------------------ tangents
     def _fields_sweep(self, l: int, eh: torch.Tensor, ez: torch.Tensor, dg_old: torch.Tensor):
         """One sweep of the field tangent ``dh = eh + C dg``, ``dz = ez + D dphi``,
-        ``dg = phi''(h) z dh + phi'(h) dz`` with the previous iterate's ``dg`` (c, S, n): the
+        ``dg = phi''(h) z dh + phi'(h) dz`` with the previous iterate's ``dg`` (c, S, n; None: zero): the
         causal forward solve is left to the outer iteration (big products instead of a loop
         over time steps; exact at the fixed point)."""
         pop = self.pop[l]
-        dh = eh + dg_old @ self.c[l].T
+        dh = eh if dg_old is None else eh + dg_old @ self.c[l].T
         dph = pop.a * dh
         dz = ez + dph @ self.d[l].T
         return dph, pop.b * dh + pop.a * dz
@@ -172,7 +172,7 @@ class MCModel:
                 dr = pop.zr @ self.roots_r[l].tangent(cur[f"G{l + 1}"]).mT
             eh = pop.g @ dc.mT + (0.0 if du is None else du)
             ez = pop.ph @ dd_.mT + (0.0 if dr is None else dr)
-            dph, dg = self._fields_sweep(l, eh, ez, cur[f"F{l}"])
+            dph, dg = self._fields_sweep(l, eh, ez, cur.get(f"F{l}"))
             out[f"F{l}"] = cur[f"F{l}"] = dg
             for key, v in self._averages(l, pop, dph, dg, du, dr, dd).items():
                 out[key] = cur[key] = v + xi[key]
@@ -249,19 +249,11 @@ class MCModel:
                 yield Directions(self._noise_state(l, v.u, v.r, v.g, v.ph), torch.ones(c, dtype=v.u.dtype),
                                  l, centred=True)
 
-    def adopt(self, state: dict) -> dict:
-        """A noise state of another population of the same problem with this population's
-        (zero) field tangents: the noise blocks do not depend on the population."""
-        out = {k: v for k, v in state.items() if not k.startswith("F")}
-        c, dt = v_count(out), out["f"].dtype
-        for k, shape in self.block_shapes().items():
-            if k.startswith("F"):
-                out[k] = torch.zeros(c, *shape, dtype=dt)
-        return out
-
     def _zero_state(self, c: int, dtype) -> dict[str, torch.Tensor]:
-        st = self.lay.zero_state(self.block_shapes(), c, dtype)
-        return st
+        """Zero noise blocks; the field tangents ``F`` start at zero inside :meth:`apply`, so a
+        noise state does not depend on the population (a control level uses it as it is)."""
+        shapes = {k: v for k, v in self.block_shapes().items() if not k.startswith("F")}
+        return self.lay.zero_state(shapes, c, dtype)
 
     def _noise_state(self, l, u, r, g, ph) -> dict[str, torch.Tensor]:
         st = self._zero_state(u.shape[0], u.dtype)
@@ -316,7 +308,8 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
     if samples is None and not sol.problem.activation.is_linear:
         samples = SAMPLES
     refine = REFINE if refine is None else refine
-    coarse_population = COARSE_POPULATION if coarse_population is None else coarse_population
+    if coarse_population is None:  # the moment matching needs more sites than source columns
+        coarse_population = max(COARSE_POPULATION, 2 * (sol.problem.steps + 1) * sol.problem.n_points)
     two_level = samples is not None and refine < samples
     model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population,
                     seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK))
