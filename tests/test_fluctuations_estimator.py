@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from theory import Problem, Status, fluctuations
-from theory.fluctuations import two_level_variance
+from theory.fluctuations import multilevel_variance
 
 
 def small(depth=2, gamma0=1.5, steps=5):
@@ -34,7 +34,7 @@ def test_two_level_estimate_is_unbiased_with_honest_errors():
     for _ in range(300):
         o_all = torch.randn(2000, 2, generator=gen, dtype=torch.float64) * scale
         c = 0.8 * o_all + 0.3 * torch.randn(2000, 2, generator=gen, dtype=torch.float64) * scale
-        v, se2 = two_level_variance(o_all[:96], c)
+        v, se2 = multilevel_variance([c, o_all[:96]])
         se = se2.sqrt()
         zs.append((v - scale**2) / se)
         est.append(v / scale**2)
@@ -45,9 +45,9 @@ def test_two_level_estimate_is_unbiased_with_honest_errors():
 
 def test_two_level_without_a_control_is_the_sample_variance():
     o = torch.randn(50, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    v, se2 = two_level_variance(o, None)
+    v, se2 = multilevel_variance([o])
     assert torch.allclose(v, o.var(0))
-    v2, se2_2 = two_level_variance(o, o)  # a control equal to the full model changes nothing
+    v2, se2_2 = multilevel_variance([o, o])  # a control equal to the full model changes nothing
     assert torch.allclose(v2, v) and torch.allclose(se2_2, se2)
 
 

@@ -18,7 +18,7 @@ The derivation is ``docs/finite_width.md``. Modules:
 """
 
 from .base import Method, fluctuations
-from .estimate import two_level_variance
+from .estimate import multilevel_variance
 from .result import Fluctuations, Spread
 
-__all__ = ["Fluctuations", "Method", "Spread", "fluctuations", "two_level_variance"]
+__all__ = ["Fluctuations", "Method", "Spread", "fluctuations", "multilevel_variance"]

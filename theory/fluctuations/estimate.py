@@ -13,47 +13,38 @@ import torch
 class Accumulator:
     """Running ``N Var`` of each observable entry and ``N Cov`` of the loss over time.
 
-    Exact directions add ``w o o^T``. Sampled ones are kept per group (layer) and combined at
-    the end: the unbiased sample covariance, or, when a cheap control level solved every
-    direction and the full model only the first ``J1`` of a group, the two-level estimator
-
-        V = S2(c; J) + S2(o; J1) - S2(c; J1)
-
-    (``S2``: unbiased sample covariance; ``c`` the control's observables, ``o`` the full
-    model's). Each term is unbiased, so ``V`` is an unbiased estimate of the full model's
-    covariance whatever the control; a control close to ``o`` only makes its error small.
-    Standard errors of the variances are first order in the squared deviations
-    ``a = (c - mean c)^2`` and ``d = (o - mean o)^2 - (c - mean c)^2`` (on ``J1``):
-    ``se^2 = Var(a) / J + Var(d) / J1 + 2 Cov(a, d) / J``; without a control ``se^2 = Var(a) / J``
-    with ``a`` the full model's squared deviations.
+    Exact directions add ``w o o^T``. Sampled ones are kept per group (layer), one list per
+    level, and combined at the end by :func:`multilevel_variance`: with one level the unbiased
+    sample covariance, with a chain of levels (cheapest first, each solving a prefix of the
+    directions of the one before) the multilevel estimate.
     """
 
     def __init__(self) -> None:
         self.exact: dict[str, torch.Tensor] = {}
         self.exact_loss_cov: torch.Tensor | None = None
-        self.groups: dict[int, dict[str, list]] = {}
+        self.groups: dict[int, list[list[dict]]] = {}
 
-    def add(self, obs: dict[str, torch.Tensor] | None, d, control: dict | None = None) -> None:
-        """Add a chunk's full-model observables ``obs`` (None when only the control solved it)
-        and, for a two-level estimate, the control's observables of the whole chunk; ``d`` is
-        its :class:`theory.fluctuations.propagate.Directions` (weight, group, centred)."""
-        w = d.weight
+    def add(self, levels: list[dict | None], d) -> None:
+        """Add a chunk's observables at each level (None where a level did not solve any of
+        it); ``d`` is its :class:`theory.fluctuations.propagate.Directions` (weight, group,
+        centred). Exact directions have one level."""
         if not d.centred:
+            obs, w = levels[0], d.weight
             for k, v in obs.items():
                 val = torch.einsum("c,c...->...", w, v * v)
                 self.exact[k] = self.exact.get(k, 0.0) + val
             lc = torch.einsum("c,ca,cb->ab", w, obs["loss"], obs["loss"])
             self.exact_loss_cov = lc if self.exact_loss_cov is None else self.exact_loss_cov + lc
             return
-        g = self.groups.setdefault(d.group, {"full": [], "control": []})
-        if obs is not None:
-            g["full"].append(obs)
-        if control is not None:
-            g["control"].append(control)
+        g = self.groups.setdefault(d.group, [[] for _ in levels])
+        for store, obs in zip(g, levels):
+            if obs is not None:
+                store.append(obs)
 
-    def full_count(self, group: int) -> int:
-        """Full-model directions accumulated so far in ``group``."""
-        return sum(v_count(o) for o in self.groups.get(group, {"full": []})["full"])
+    def counts(self, group: int, levels: int) -> list[int]:
+        """Directions accumulated so far in ``group`` at each of ``levels`` levels."""
+        g = self.groups.get(group, [[] for _ in range(levels)])
+        return [sum(v_count(o) for o in store) for store in g]
 
     def finish(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
         """``(variances, loss_cov, standard_errors)``; standard errors are 0 for exact parts."""
@@ -61,13 +52,12 @@ class Accumulator:
         se2: dict[str, torch.Tensor] = {k: torch.zeros_like(v) for k, v in var.items()}
         cov = None if self.exact_loss_cov is None else self.exact_loss_cov.clone()
         for g in self.groups.values():
-            full = stack(g["full"])
-            ctrl = stack(g["control"]) if g["control"] else None
-            for k, o in full.items():
-                v, s2 = two_level_variance(o, None if ctrl is None else ctrl[k])
+            levels = [stack(store) for store in g]
+            for k in levels[0]:
+                v, s2 = multilevel_variance([lv[k] for lv in levels])
                 var[k] = var.get(k, 0.0) + v
                 se2[k] = se2.get(k, torch.zeros_like(v)) + s2
-            c = two_level_cov(full["loss"], None if ctrl is None else ctrl["loss"])
+            c = multilevel_cov([lv["loss"] for lv in levels])
             cov = c if cov is None else cov + c
         return var, cov, {k: v.sqrt() for k, v in se2.items()}
 
@@ -79,24 +69,42 @@ def stack(chunks: list[dict]) -> dict[str, torch.Tensor]:
 def _dev2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unbiased sample variance of ``x`` (J, ...) over its first axis and squared deviations."""
     if x.shape[0] < 2:
-        raise ValueError("samples: need at least 2 sampled noise directions per layer")
+        raise ValueError("samples: need at least 2 sampled noise directions per layer and level")
     a = (x - x.mean(0)) ** 2
     return a.sum(0) / (x.shape[0] - 1), a
 
 
-def two_level_variance(o: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Variance estimate and its squared standard error (see :class:`Accumulator`); ``o`` the
-    full model's observables (J1, ...), ``c`` the control's (J, ...) whose first J1 pair with ``o``."""
-    v_o, a_o = _dev2(o)
-    if c is None:
-        return v_o, a_o.var(0, unbiased=False) / o.shape[0]
-    j1 = o.shape[0]
-    v_c, a = _dev2(c)
-    v_c1, a_c1 = _dev2(c[:j1])
-    d = a_o - a_c1
-    cross = ((a[:j1] - a[:j1].mean(0)) * (d - d.mean(0))).mean(0)
-    s2 = a.var(0, unbiased=False) / c.shape[0] + d.var(0, unbiased=False) / j1 + 2 * cross / c.shape[0]
-    return v_c + v_o - v_c1, s2.clamp(min=0.0)
+def multilevel_variance(levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multilevel estimate of the variance of the last level and its squared standard error.
+
+    ``levels[k]`` (J_k, ...) are the observables of the same directions under level ``k``
+    (cheapest first; ``J_0 >= J_1 >= ...``, level ``k`` solved the first ``J_k``). The estimate
+
+        V = S2(o_0; J_0) + sum_{k>=1} [S2(o_k; J_k) - S2(o_{k-1}; J_k)]
+
+    (``S2``: unbiased sample variance over the first ``J_k``) is a sum of unbiased terms, so it
+    is unbiased for the last level's variance whatever the cheaper levels are; levels close to
+    the next one only make its error small. The standard error is first order in the squared
+    deviations: with ``d_0 = a_0`` and ``d_k = a_k - a_{k-1}`` on the first ``J_k`` (``a``: squared
+    deviations from the prefix mean), ``se^2 = sum_k Var(d_k) / J_k + 2 sum_{i<k} Cov(d_i, d_k) / J_i``.
+    A single level gives the sample variance and ``Var(a_0) / J_0``.
+    """
+    total, ds = 0.0, []
+    for k, o in enumerate(levels):
+        v, a = _dev2(o)
+        if k == 0:
+            total, d = v, a
+        else:
+            v_prev, a_prev = _dev2(levels[k - 1][: o.shape[0]])
+            total, d = total + v - v_prev, a - a_prev
+        ds.append(d)
+    s2 = 0.0
+    for k, d in enumerate(ds):
+        s2 = s2 + d.var(0, unbiased=False) / d.shape[0]
+        for i in range(k):
+            di = ds[i][: d.shape[0]]
+            s2 = s2 + 2 * ((di - di.mean(0)) * (d - d.mean(0))).mean(0) / ds[i].shape[0]
+    return total, torch.as_tensor(s2).clamp(min=0.0)
 
 
 def _cov(x: torch.Tensor) -> torch.Tensor:
@@ -104,11 +112,13 @@ def _cov(x: torch.Tensor) -> torch.Tensor:
     return x.T @ x / (x.shape[0] - 1)
 
 
-def two_level_cov(o: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-    """Covariance over time (m, m) of loss tangents (J1, m), two-level as :func:`_two_level`."""
-    if c is None:
-        return _cov(o)
-    return _cov(c) + _cov(o) - _cov(c[: o.shape[0]])
+def multilevel_cov(levels: list[torch.Tensor]) -> torch.Tensor:
+    """Covariance over time (m, m) of loss tangents, multilevel as :func:`multilevel_variance`."""
+    total = _cov(levels[0])
+    for k in range(1, len(levels)):
+        j = levels[k].shape[0]
+        total = total + _cov(levels[k]) - _cov(levels[k - 1][:j])
+    return total
 
 
 def v_count(obs: dict[str, torch.Tensor]) -> int:

@@ -126,49 +126,52 @@ class Report:
 
 
 @dataclass
-class Control:
-    """A cheap control level for sampled directions (``docs/finite_width.md`` section 9).
+class Level:
+    """One level of a multilevel estimate of sampled noise (``docs/finite_width.md`` section 9).
 
-    ``model`` is a cheaper model of the same map (a smaller population) that takes the full
-    model's noise states as they are; it is run for a fixed number
-    of ``sweeps`` on every sampled direction, and the full model only on the first ``refine``
-    directions of each group. Every direction's observables under both levels feed the unbiased
-    two-level estimator of :class:`Accumulator`.
+    ``model``: a model of the same map (the full one, or a cheaper one with a smaller
+    population) that takes the full model's noise states as they are; ``count``: the sampled
+    directions per group it solves (a prefix of them); ``sweeps``: a fixed number of sweeps, or
+    None to solve to the tolerance; ``chunk``: directions solved together.
     """
 
     model: Model
-    sweeps: int
-    refine: int
+    count: int
+    sweeps: int | None
     chunk: int
 
 
-def propagate(model: Model, *, tol: float, max_iterations: int, control: Control | None = None):
+def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Level] | None = None):
     """Run every chunk of ``model.directions()``. Returns ``(variances, loss_cov, se, Report)``.
 
-    With a ``control``, sampled directions go through the control level and only ``refine``
-    per group through the full model (in sub-chunks of ``control.chunk``)."""
+    ``levels`` (cheapest first, the full model last, counts decreasing) turn sampled directions
+    into the multilevel estimate of :class:`Accumulator`: each level solves the first ``count``
+    directions of each group. Exact directions, and every direction without ``levels``, are
+    solved by the full model alone. The report covers the full model's solves."""
     acc, rep = Accumulator(), Report()
 
-    def full(state: dict) -> dict:
-        t, it, change = solve_tangent(model, state, tol=tol, max_iterations=max_iterations)
-        rep.iterations = max(rep.iterations, it)
-        rep.change = max(rep.change, change)
-        rep.converged = rep.converged and change <= tol
-        rep.directions += v_count(state)
-        return model.observables(t)
+    def solve(level: Level, state: dict) -> dict:
+        budget = max_iterations if level.sweeps is None else level.sweeps
+        t, it, change = solve_tangent(level.model, state, tol=tol if level.sweeps is None else 0.0,
+                                      max_iterations=budget)
+        if level.model is model:
+            rep.iterations = max(rep.iterations, it)
+            rep.change = max(rep.change, change)
+            rep.converged = rep.converged and change <= tol
+            rep.directions += v_count(state)
+        return level.model.observables(t)
 
     for d in model.directions():
-        if control is None or not d.centred:
-            acc.add(full(d.state), d)
+        if not levels or not d.centred:
+            acc.add([solve(Level(model, 0, None, 0), d.state)], d)
             continue
-        cm = control.model
-        tc, _, _ = solve_tangent(cm, d.state, tol=0.0, max_iterations=control.sweeps)
-        need = min(control.refine - acc.full_count(d.group), v_count(d.state))
-        obs = None
-        if need > 0:
-            parts = [full({k: v[s0 : min(s0 + control.chunk, need)] for k, v in d.state.items()})
-                     for s0 in range(0, need, control.chunk)]
-            obs = stack(parts)
-        acc.add(obs, d, control=cm.observables(tc))
+        done = acc.counts(d.group, len(levels))
+        obs = []
+        for level, have in zip(levels, done):
+            need = min(level.count - have, v_count(d.state))
+            parts = [solve(level, {k: v[s0 : min(s0 + level.chunk, need)] for k, v in d.state.items()})
+                     for s0 in range(0, max(need, 0), level.chunk)]
+            obs.append(stack(parts) if parts else None)
+        acc.add(obs, d)
     var, cov, se = acc.finish()
     return var, cov, se, rep
