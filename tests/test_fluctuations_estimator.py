@@ -1,7 +1,7 @@
 """The two-level estimate of sampled noise (docs/finite_width.md section 9).
 
 The Monte Carlo method solves every sampled noise site with a cheap control level (small
-population, one sweep) and only a few with the full model, combining them as
+population, two sweeps) and only a few with the full model, combining them as
 ``S2(c; J) + S2(o; J1) - S2(c; J1)``. These tests check that the combination is unbiased and
 that its reported standard error is honest, on synthetic data with a known answer and on linear
 networks against the exact method (where an unconverged control alone is far off).
@@ -53,9 +53,10 @@ def test_two_level_without_a_control_is_the_sample_variance():
 
 def test_montecarlo_sampled_noise_two_level_matches_exact_linear():
     """Linear network, Monte Carlo method with sampled noise and the default two-level estimate
-    (one-sweep control): every loss and NTK variance within 4.5 reported standard errors of the
-    exact method. The control level alone is biased here (checked below), so the correction
-    from the few fully solved sites is what makes this pass."""
+    (two-sweep control): every loss and NTK variance within 4.5 reported standard errors of the
+    exact method. An unconverged control alone is far off here (one sweep: 13 % on the loss,
+    against a 5 % standard error; the default two-sweep control alone: 8 % on the loss, 10 % on
+    the NTK), so the correction from the few fully solved sites is what makes this pass."""
     prob = small()
     ex = fluctuations(prob, "linear")
     mc = fluctuations(prob, "montecarlo", solution=ex.solution, samples=2000, population=400, seed=3)
@@ -67,7 +68,7 @@ def test_montecarlo_sampled_noise_two_level_matches_exact_linear():
         assert bool(((pred - ref).abs() <= 4.5 * err + 1e-9 * ref.abs().max()).all()), name
     coarse = fluctuations(prob, "montecarlo", solution=ex.solution, samples=2000, population=128,
                           refine=2000, max_iterations=1, seed=3)
-    assert float((coarse.loss[1:] / ex.loss[1:] - 1).abs().max()) > 0.1  # measured 0.15
+    assert float((coarse.loss[1:] / ex.loss[1:] - 1).abs().max()) > 0.1  # measured 0.13
 
 
 def test_refine_is_checked():
