@@ -15,7 +15,9 @@ is the population average of the pathwise tangent of each sample: the sources mo
 derivative of the square root (Daleckii-Krein, ``dF = V [(V^T dPhi V) / (s_i + s_j)] V^T``),
 the couplings through the tangents of the responses (``theory.fluctuations.identity``), the
 kernels and ``Delta``, and the fields by the forward solve of their tangent. The noise ``kappa``
-is sampled with ``samples`` fresh sites per layer, centred per layer. ReLU's ``phi''`` is a delta
+is sampled with ``samples`` fresh sites per layer, centred per layer, and estimated in two levels
+(``docs/finite_width.md`` section 9): a cheap control model (a small population, two sweeps) on
+every site, the full model on the first ``refine``. ReLU's ``phi''`` is a delta
 function that the pathwise tangent of ``g = phi'(h) z`` misses (as in the solver's responses).
 """
 

@@ -10,7 +10,9 @@ A method supplies a :class:`Model`: noise *directions* ``xi_j`` with weights ``w
 ``kappa = sum_j w_j xi_j xi_j^T`` (an exact basis) or fresh single-site draws (a sample, centred
 per layer), the matrix-free ``D``, and the observables as linear functions of a tangent. This
 module solves ``(I - D) t_j = xi_j`` for a chunk of directions at once and accumulates
-``N Cov(o) = sum_j w_j o(t_j) o(t_j)^T``.
+``N Cov(o) = sum_j w_j o(t_j) o(t_j)^T`` (``theory.fluctuations.estimate``); sampled directions may
+go through a chain of :class:`Level` s, cheap ones on every direction and the full model on a few
+(the multilevel estimate, ``docs/finite_width.md`` section 9).
 
 The solve iterates the whole-trajectory map (``t <- D t + xi``, layer by layer upwards with each
 layer's new tangent used at once: Gauss-Seidel) except for the outputs, which are
