@@ -76,3 +76,18 @@ def test_refine_is_checked():
         fluctuations(small(), "montecarlo", refine=1)
     with pytest.raises(ValueError, match="coarse_population"):
         fluctuations(small(), "montecarlo", coarse_population=0)
+
+
+def test_three_layer_control_level_is_well_posed():
+    """Middle layers have twice the normals per site (u and r factors): the control level's
+    population must follow (at 2 n it equalled the normals and the moment matching divided by
+    zero, every variance NaN); a population that cannot be matched is an input error."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    prob = Problem(x, y, depth=3, activation="tanh", gamma0=1.0, eta=0.3, steps=7)  # n = 32
+    fl = fluctuations(prob, samples=48, refine=8, population=200)
+    assert fl.ok and fl.info["coarse_population"] > 2 * 32
+    for v in (fl.loss, fl.ntk, *fl.phi, *fl.g, *fl.info["standard_error"].values()):
+        assert bool(torch.isfinite(v).all())
+    with pytest.raises(ValueError, match="population"):
+        fluctuations(prob, samples=48, population=60)

@@ -73,7 +73,7 @@ def fluctuations(
         that estimate the linearised map (default 1000). refine, coarse_population (Monte Carlo
         only): the two-level estimate of the sampled noise (``docs/finite_width.md`` section 9)
         solves every sampled site with a control level of ``coarse_population`` sites (default
-        ``max(64, 2 n)``, n = (T+1) P_all) and two sweeps, and the first ``refine`` per layer
+        64 or twice the normals per site, up to ``4 n``, n = (T+1) P_all) and two sweeps, and the first ``refine`` per layer
         (default 64) with the full model; ``refine >= samples`` solves every site fully.
         tol, max_iterations: the linearised solve's relative tolerance (default 1e-8 exact
         methods, 1e-3 Monte Carlo, far below its sampling error) and iteration budget. chunk:

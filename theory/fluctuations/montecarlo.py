@@ -43,8 +43,9 @@ CLIP = 1e-12
 #: 1e-10 (the exact linear method's cut) the linearised solve stalls at 1e-3 (measured, deep tanh).
 MC_RCOND = 1e-6
 #: Two-level estimate (docs/finite_width.md section 9): sites per layer also solved by the full
-#: model, the control level's smallest population (it is at least 2 n, n = (T+1) P_all, so that
-#: the moment matching has more sites than source columns) and its fixed number of sweeps.
+#: model, the control level's smallest population (it is at least twice the standard normals per
+#: site, up to 2 n with n = (T+1) P_all, so that the moment matching is well conditioned) and its
+#: fixed number of sweeps.
 #: Measured on deep tanh (L = 2, T = 8, 2000 sites): with one control sweep the loss came out
 #: 16 % low in three seeds out of three (the one-sweep loss tangent misses a heavy tail, so the
 #: 64-site correction is usually too small, and so is its error estimate); with two sweeps it
@@ -116,11 +117,20 @@ class MCModel:
         self.roots_r = {l: Root(self.gk[l + 1]) for l in range(1, L)}
         self.ident = {l: Identity(*self.resp[l - 1], self.phi[l - 1], self.gk[l], m=m, p_phi=pa,
                                   p_g=pa, rcond=rcond) for l in range(2, L + 1)}
+        if population <= self.source_columns():
+            raise ValueError(f"population: the moment matching needs more sites per layer than source "
+                             f"columns ({self.source_columns()}), got {population}")
         gen = torch.Generator().manual_seed(seed)
         self.pop = [None] + [Population(self, l, population, gen, matched=True) for l in range(1, L + 1)]
         self.noise_gen = torch.Generator().manual_seed(seed + 1)
         self.scales = lay.scales(self.f, self.ntk, [sol.phi_diag(l) for l in range(L)],
                                  [sol.g_diag(l) for l in range(L)])
+
+    def source_columns(self) -> int:
+        """Largest number of standard normals per site over the layers (``u`` and ``r`` factors)."""
+        lay = self.lay
+        cols_u = lambda l: lay.kx_factor().shape[1] if l == 1 else lay.n  # noqa: E731
+        return max(cols_u(l) + (1 if l == lay.depth else lay.n) for l in range(1, lay.depth + 1))
 
     # ------------------------------------------------------------------ integrands
     def _drive(self, ph: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -319,13 +329,13 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
     if samples is None and not sol.problem.activation.is_linear:
         samples = SAMPLES
     refine = REFINE if refine is None else refine
-    if coarse_population is None:  # the moment matching needs more sites than source columns
-        coarse_population = max(COARSE_POPULATION, 2 * (sol.problem.steps + 1) * sol.problem.n_points)
     two_level = samples is not None and refine < samples  # exact noise needs no estimate
     model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population,
                     seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK))
     levels = None
     if two_level:
+        if coarse_population is None:  # twice the normals per site: a well-conditioned matching
+            coarse_population = max(COARSE_POPULATION, 2 * model.source_columns())
         cheap = MCModel(sol, exact_update=update == "exact", samples=samples, population=coarse_population,
                         seed=seed + 2, chunk=model.chunk)
         levels = [Level(cheap, samples, COARSE_SWEEPS, model.chunk)]
