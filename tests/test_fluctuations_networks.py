@@ -72,7 +72,11 @@ def test_deep_linear_matches_trained_ensembles(width, seeds):
 
 
 def test_deep_tanh_matches_trained_ensembles():
+    """The medians must agree within 7 %, so the prediction's own error must be well below that:
+    2000 sites per layer with 256 of them fully solved (median relative standard error ~5 % on
+    the loss, as the 2000 fully solved sites this test used before the two-level estimate). The
+    default 64 fully solved sites (loss error ~6-8 %) gave a loss median ratio of 0.929 here."""
     prob = problem("tanh", 2, 8, 1.0)
-    fl = fluctuations(prob, samples=2000, population=1000)
-    assert fl.ok
+    fl = fluctuations(prob, samples=2000, refine=256, population=1000)
+    assert fl.ok and fl.info["refine"] == 256
     check(prob, fl, 512, 1500)

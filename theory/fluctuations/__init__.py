@@ -10,13 +10,15 @@ The derivation is ``docs/finite_width.md``. Modules:
     interface   everything taken from the rest of ``theory`` (one place to rebase)
     layout      index layout and gradient-descent couplings shared by the methods
     identity    finite-width response functions from the transpose identity
-    propagate   the shared engine: noise through the linearised DMFT, accumulated
+    propagate   the shared engine: noise through the linearised DMFT (plain or two-level)
+    estimate    estimators of N Cov from propagated directions, with standard errors
     lazy        gamma0 -> 0: static random kernels, closed forms
     linear      deep linear networks: exact (Gaussian sites, Wick noise, algebraic map)
     montecarlo  nonlinear networks: sampled sites, pathwise tangents with common random numbers
 """
 
 from .base import Method, fluctuations
+from .estimate import multilevel_variance
 from .result import Fluctuations, Spread
 
-__all__ = ["Fluctuations", "Method", "Spread", "fluctuations"]
+__all__ = ["Fluctuations", "Method", "Spread", "fluctuations", "multilevel_variance"]

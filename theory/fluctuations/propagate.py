@@ -10,7 +10,9 @@ A method supplies a :class:`Model`: noise *directions* ``xi_j`` with weights ``w
 ``kappa = sum_j w_j xi_j xi_j^T`` (an exact basis) or fresh single-site draws (a sample, centred
 per layer), the matrix-free ``D``, and the observables as linear functions of a tangent. This
 module solves ``(I - D) t_j = xi_j`` for a chunk of directions at once and accumulates
-``N Cov(o) = sum_j w_j o(t_j) o(t_j)^T``.
+``N Cov(o) = sum_j w_j o(t_j) o(t_j)^T`` (``theory.fluctuations.estimate``); sampled directions may
+go through a chain of :class:`Level` s, cheap ones on every direction and the full model on a few
+(the multilevel estimate, ``docs/finite_width.md`` section 9).
 
 The solve iterates the whole-trajectory map (``t <- D t + xi``, layer by layer upwards with each
 layer's new tangent used at once: Gauss-Seidel) except for the outputs, which are
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 import torch
+
+from .estimate import Accumulator, stack, v_count
 
 
 @dataclass
@@ -113,62 +117,6 @@ def solve_tangent(model: Model, xi: dict, *, tol: float, max_iterations: int):
     return t, max_iterations, change
 
 
-class Accumulator:
-    """Running ``N Var`` of each observable entry and ``N Cov`` of the loss over time.
-
-    Exact directions add ``w o o^T``; sampled ones are summed per group (layer) and centred at
-    the end (unbiased sample covariance). Fourth moments give the standard error of each
-    sampled variance, ``sqrt((m4 - s^4) / M)``.
-    """
-
-    def __init__(self) -> None:
-        self.exact: dict[str, torch.Tensor] = {}
-        self.exact_loss_cov: torch.Tensor | None = None
-        self.groups: dict[int, dict] = {}
-
-    def add(self, obs: dict[str, torch.Tensor], d: Directions) -> None:
-        w = d.weight
-        if not d.centred:
-            for k, v in obs.items():
-                val = torch.einsum("c,c...->...", w, v * v)
-                self.exact[k] = self.exact.get(k, 0.0) + val
-            lc = torch.einsum("c,ca,cb->ab", w, obs["loss"], obs["loss"])
-            self.exact_loss_cov = lc if self.exact_loss_cov is None else self.exact_loss_cov + lc
-            return
-        g = self.groups.setdefault(d.group, {"count": 0, "moments": {}, "loss": None})
-        g["count"] += v_count(obs)
-        for k, v in obs.items():
-            mom = g["moments"].setdefault(k, [0.0] * 4)
-            for j in range(4):
-                mom[j] = mom[j] + (v ** (j + 1)).sum(0)
-        l1, l2 = obs["loss"].sum(0), obs["loss"].T @ obs["loss"]
-        g["loss"] = (l1, l2) if g["loss"] is None else (g["loss"][0] + l1, g["loss"][1] + l2)
-
-    def finish(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
-        """``(variances, loss_cov, standard_errors)``; standard errors are 0 for exact parts."""
-        var = {k: v.clone() for k, v in self.exact.items()}
-        se2: dict[str, torch.Tensor] = {k: torch.zeros_like(v) for k, v in var.items()}
-        cov = None if self.exact_loss_cov is None else self.exact_loss_cov.clone()
-        for g in self.groups.values():
-            n = g["count"]
-            if n < 2:
-                raise ValueError("samples: need at least 2 sampled noise directions per layer")
-            for k, (s1, s2, s3, s4) in g["moments"].items():
-                mu = s1 / n
-                v = (s2 - n * mu**2) / (n - 1)
-                m4 = s4 / n - 4 * mu * s3 / n + 6 * mu**2 * s2 / n - 3 * mu**4
-                var[k] = var.get(k, 0.0) + v
-                se2[k] = se2.get(k, torch.zeros_like(v)) + (m4 - v**2).clamp(min=0.0) / n
-            l1, l2 = g["loss"]
-            c = (l2 - torch.outer(l1, l1) / n) / (n - 1)
-            cov = c if cov is None else cov + c
-        return var, cov, {k: v.sqrt() for k, v in se2.items()}
-
-
-def v_count(obs: dict[str, torch.Tensor]) -> int:
-    return next(iter(obs.values())).shape[0]
-
-
 @dataclass
 class Report:
     """Convergence of the tangent solves: worst iteration count and last change over chunks."""
@@ -179,15 +127,53 @@ class Report:
     converged: bool = True
 
 
-def propagate(model: Model, *, tol: float, max_iterations: int):
-    """Run every chunk of ``model.directions()``. Returns ``(variances, loss_cov, se, Report)``."""
+@dataclass
+class Level:
+    """One level of a multilevel estimate of sampled noise (``docs/finite_width.md`` section 9).
+
+    ``model``: a model of the same map (the full one, or a cheaper one with a smaller
+    population) that takes the full model's noise states as they are; ``count``: the sampled
+    directions per group it solves (a prefix of them); ``sweeps``: a fixed number of sweeps, or
+    None to solve to the tolerance; ``chunk``: directions solved together.
+    """
+
+    model: Model
+    count: int
+    sweeps: int | None
+    chunk: int
+
+
+def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Level] | None = None):
+    """Run every chunk of ``model.directions()``. Returns ``(variances, loss_cov, se, Report)``.
+
+    ``levels`` (cheapest first, the full model last, counts decreasing) turn sampled directions
+    into the multilevel estimate of :class:`Accumulator`: each level solves the first ``count``
+    directions of each group. Exact directions, and every direction without ``levels``, are
+    solved by the full model alone. The report covers the full model's solves."""
     acc, rep = Accumulator(), Report()
+
+    def solve(level: Level, state: dict) -> dict:
+        budget = max_iterations if level.sweeps is None else level.sweeps
+        t, it, change = solve_tangent(level.model, state, tol=tol if level.sweeps is None else 0.0,
+                                      max_iterations=budget)
+        if level.model is model:
+            rep.iterations = max(rep.iterations, it)
+            rep.change = max(rep.change, change)
+            rep.converged = rep.converged and change <= tol
+            rep.directions += v_count(state)
+        return level.model.observables(t)
+
     for d in model.directions():
-        t, it, change = solve_tangent(model, d.state, tol=tol, max_iterations=max_iterations)
-        rep.iterations = max(rep.iterations, it)
-        rep.change = max(rep.change, change)
-        rep.converged = rep.converged and change <= tol
-        rep.directions += int(d.weight.shape[0])
-        acc.add(model.observables(t), d)
+        if not levels or not d.centred:
+            acc.add([solve(Level(model, 0, None, 0), d.state)], d)
+            continue
+        done = acc.counts(d.group, len(levels))
+        obs = []
+        for level, have in zip(levels, done):
+            need = min(level.count - have, v_count(d.state))
+            parts = [solve(level, {k: v[s0 : min(s0 + level.chunk, need)] for k, v in d.state.items()})
+                     for s0 in range(0, max(need, 0), level.chunk)]
+            obs.append(stack(parts) if parts else None)
+        acc.add(obs, d)
     var, cov, se = acc.finish()
     return var, cov, se, rep
