@@ -197,6 +197,22 @@ def test_both_checks_share_one_planned_batch():
     assert planned.verdicts.equals(direct.verdicts)
 
 
+def test_a_monte_carlo_prediction_carries_its_standard_errors():
+    """The planned job of the real Monte Carlo method (tiny tanh problem): every predicted field
+    comes with a standard error of its shape, which the checks use to widen their intervals."""
+    pr = ProblemSpec(n_train=3, n_test=1, input_dim=6, depth=2, activation="tanh", eta=0.2, steps=3,
+                     gamma0=1.0).build()
+    ctx = Context(progress=False)
+    p = ctx.result(ctx.fluctuation_job(pr, "montecarlo", solver_options={"samples": 2000}, samples=200,
+                                       population=400))
+    assert p.ok and p.method == "montecarlo"
+    assert sorted(p.var) == sorted(p.se) == ["f_test", "f_train", "g.0", "g.1", "loss", "ntk", "phi.0", "phi.1"]
+    for k, v in p.var.items():
+        se = p.se[k]
+        assert se.shape == v.shape and bool(torch.isfinite(se).all()) and bool((se >= 0).all()), k
+    assert float(p.se["loss"][1:].min()) > 0  # sampled, so not exact after the first step
+
+
 def test_fields_are_checked():
     with pytest.raises(ValueError, match="observables"):
         Fluctuation(problem=SPEC, observables=("test_loss",))
