@@ -189,3 +189,19 @@ def test_diverged_solution_gives_nan_and_its_status():
     assert bool(torch.isnan(fl.loss).all())
     with pytest.raises(SolverError):
         fluctuations(prob, strict=True)
+
+
+def test_the_method_rule_is_one_public_function():
+    """``theory.fluctuation_method`` is the rule ``fluctuations`` follows (validate plans with it)."""
+    import pytest as _pytest
+
+    from theory import Problem, fluctuation_method, gaussian_data
+
+    x, y, _, _ = gaussian_data(3, 4, 0, seed=1)
+    base = dict(depth=2, eta=0.1, steps=2)
+    assert fluctuation_method(Problem(x, y, activation="tanh", gamma0=0.0, **base)).value == "lazy"
+    assert fluctuation_method(Problem(x, y, activation="linear", gamma0=1.0, **base)).value == "linear"
+    assert fluctuation_method(Problem(x, y, activation="tanh", gamma0=1.0, **base)).value == "montecarlo"
+    assert fluctuation_method(Problem(x, y, activation="tanh", gamma0=1.0, **base), "linear").value == "linear"
+    with _pytest.raises(ValueError, match="method"):
+        fluctuation_method(Problem(x, y, activation="tanh", gamma0=1.0, **base), "wick")

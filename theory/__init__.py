@@ -23,6 +23,7 @@ only the modules of the problem definition (``theory.problem``, ``theory.activat
 from .activations import Activation, activation_names, get_activation
 from .data import gaussian_data
 from .fluctuations import fluctuations
+from .fluctuations import resolve_method as fluctuation_method
 from .lazy import LazyKernels, gaussian_moments, lazy_dynamics, lazy_kernels
 from .problem import Problem
 from .solution import Solution, SolverError, Status
@@ -40,6 +41,7 @@ __all__ = [
     "Status",
     "Update",
     "activation_names",
+    "fluctuation_method",
     "fluctuations",
     "gaussian_data",
     "gaussian_moments",

@@ -304,10 +304,11 @@ def default_predictor(problem, method="auto", **options):
 
 
 def fluctuation_method(problem, method: str) -> str:
-    """The method "auto" resolves to (as ``theory.fluctuations`` does); others unchanged."""
-    if method != "auto":
-        return method
-    return "lazy" if problem.gamma0 == 0 else "linear" if problem.activation.is_linear else "montecarlo"
+    """The method "auto" resolves to (``theory.fluctuation_method``, the rule of
+    ``theory.fluctuations``); others unchanged."""
+    from theory import fluctuation_method as resolve
+
+    return resolve(problem, method).value
 
 
 @dataclass(frozen=True, eq=False)

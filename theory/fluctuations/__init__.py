@@ -17,7 +17,7 @@ The derivation is ``docs/finite_width.md``. Modules:
     montecarlo  nonlinear networks: sampled sites, pathwise tangents with common random numbers
 """
 
-from .base import Method, fluctuations
+from .base import Method, fluctuations, resolve_method
 from .estimate import multilevel_variance
 from .result import Fluctuations, Spread
 

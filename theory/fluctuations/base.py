@@ -40,6 +40,16 @@ def _method(value) -> Method:
         raise ValueError(f"method: unknown value {value!r}; valid values are {[m.value for m in Method]}") from None
 
 
+def resolve_method(problem: Problem, method: str | Method = "auto") -> Method:
+    """The method ``fluctuations(problem, method)`` runs: "auto" is lazy at ``gamma0 = 0``,
+    linear for a linear activation, Monte Carlo otherwise; other values are checked and kept."""
+    method = _method(method)
+    if method is not Method.AUTO:
+        return method
+    return (Method.LAZY if problem.gamma0 == 0.0 else
+            Method.LINEAR if problem.activation.is_linear else Method.MONTECARLO)
+
+
 def _check_int(name, value, lo):
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise ValueError(f"{name}: must be an integer >= {lo}, got {value!r}")
@@ -82,7 +92,7 @@ def fluctuations(
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem: expected theory.Problem, got {type(problem).__name__}")
-    method = _method(method)
+    method = resolve_method(problem, method)
     if update not in ("exact", "first_order"):
         raise ValueError(f"update: unknown value {update!r}; valid values are ['exact', 'first_order']")
     if samples is not None:
@@ -97,9 +107,6 @@ def fluctuations(
         _check_int("coarse_population", coarse_population, 4)
     if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
         raise ValueError(f"tol: must be None or a positive number, got {tol!r}")
-    if method is Method.AUTO:
-        method = (Method.LAZY if problem.gamma0 == 0.0 else
-                  Method.LINEAR if problem.activation.is_linear else Method.MONTECARLO)
     if method is Method.LINEAR and not problem.activation.is_linear:
         raise ValueError(f"method: 'linear' needs activation 'linear', got {problem.activation.name!r}")
     if method is not Method.LAZY and problem.gamma0 == 0.0:
