@@ -205,3 +205,24 @@ def test_the_method_rule_is_one_public_function():
     assert fluctuation_method(Problem(x, y, activation="tanh", gamma0=1.0, **base), "linear").value == "linear"
     with _pytest.raises(ValueError, match="method"):
         fluctuation_method(Problem(x, y, activation="tanh", gamma0=1.0, **base), "wick")
+
+
+@pytest.mark.slow
+def test_long_deep_linear_trajectory_converges_with_the_default_budget():
+    """L = 3, T = 16: with a fixed budget of 60 sweeps the exact method ended MAX_ITERATIONS
+    (change 9e-7); the default budget grows with T and the result is converged and matches a
+    1e-10 solve."""
+    from theory import Problem, fluctuations, solve
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(3, generator=g, dtype=torch.float64)
+    xt = torch.randn(1, 5, generator=g, dtype=torch.float64)
+    p = Problem(x, y, x_test=xt, depth=3, activation="linear", gamma0=1.0, eta=0.3, steps=16)
+    sol = solve(p)
+    fl = fluctuations(p, solution=sol)
+    assert fl.ok, fl.info.get("reason")
+    ref = fluctuations(p, solution=sol, tol=1e-10, max_iterations=300)
+    for k in ("loss", "f_train", "ntk"):
+        a, b = getattr(fl, k), getattr(ref, k)
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-5
