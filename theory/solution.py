@@ -87,36 +87,8 @@ class Solution:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        T1 = self.problem.steps + 1
-        P, Q, Pa, L = (
-            self.problem.n_train,
-            self.problem.n_test,
-            self.problem.n_points,
-            self.problem.depth,
-        )
-        expect = {
-            "t": (T1,),
-            "loss": (T1,),
-            "f_train": (T1, P),
-            "ntk": (T1, Pa, Pa),
-        }
-        if Q:
-            expect["f_test"] = (T1, Q)
-        for name, shape in expect.items():
-            got = tuple(getattr(self, name).shape)
-            if got != shape:
-                raise ValueError(f"Solution.{name}: expected shape {shape}, got {got}")
-        if (self.f_test is None) != (Q == 0):
-            raise ValueError("Solution.f_test: must be given exactly when the problem has test points")
-        for name in ("phi", "g"):
-            seq = getattr(self, name)
-            if len(seq) != L:
-                raise ValueError(f"Solution.{name}: expected {L} layers, got {len(seq)}")
-            for arr in seq:
-                if tuple(arr.shape) != (T1, Pa, T1, Pa):
-                    raise ValueError(
-                        f"Solution.{name}: expected per-layer shape {(T1, Pa, T1, Pa)}, got {tuple(arr.shape)}"
-                    )
+        T1, Pa = self.problem.steps + 1, self.problem.n_points
+        check_fields(self, {"t": (T1,)}, kernel=(T1, Pa, T1, Pa))
         object.__setattr__(self, "status", Status(self.status))
         if not self.status.ok and not self.info.get("reason"):
             raise ValueError(f"Solution.info: status {self.status.value!r} needs a 'reason'")
@@ -149,6 +121,32 @@ def _equal_time(k: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- the one builder
+
+def check_fields(result: Any, extra: dict[str, tuple[int, ...]], *, kernel: tuple[int, ...]) -> None:
+    """Shapes of the observables every result of a problem carries (``Solution``,
+    ``theory.fluctuations.Fluctuations``): ``loss`` (T+1,), ``f_train`` (T+1, P), ``f_test``
+    (T+1, Q) exactly when the problem has test points, ``ntk`` (T+1, P_all, P_all), the fields of
+    ``extra``, and ``phi``, ``g`` as L tensors of shape ``kernel``. A ValueError names the field."""
+    pr, who = result.problem, type(result).__name__
+    T1 = pr.steps + 1
+    expect = {"loss": (T1,), "f_train": (T1, pr.n_train), "ntk": (T1, pr.n_points, pr.n_points), **extra}
+    if pr.n_test:
+        expect["f_test"] = (T1, pr.n_test)
+    for name, shape in expect.items():
+        got = tuple(getattr(result, name).shape)
+        if got != shape:
+            raise ValueError(f"{who}.{name}: expected shape {shape}, got {got}")
+    if (result.f_test is None) != (pr.n_test == 0):
+        raise ValueError(f"{who}.f_test: must be given exactly when the problem has test points")
+    for name in ("phi", "g"):
+        seq = getattr(result, name)
+        if len(seq) != pr.depth:
+            raise ValueError(f"{who}.{name}: expected {pr.depth} layers, got {len(seq)}")
+        for arr in seq:
+            if tuple(arr.shape) != kernel:
+                raise ValueError(f"{who}.{name}: expected per-layer shape {kernel}, got {tuple(arr.shape)}")
+
+
 def build_solution(problem: Problem, scheme: str, *, f: torch.Tensor, ntk: torch.Tensor,
                    phi, g, status: Status, iterations: int = 0, residual: float = 0.0,
                    info: dict | None = None, response_a=None, response_b=None,

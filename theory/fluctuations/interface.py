@@ -20,7 +20,7 @@ from ..activations import Activation
 from ..lazy import gaussian_moments, lazy_dynamics, lazy_kernels
 from ..montecarlo import coupling, solve_fields
 from ..problem import Problem
-from ..solution import Solution, SolverError, Status
+from ..solution import Solution, SolverError, Status, check_fields
 from ..solve import solve
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Solution",
     "SolverError",
     "Status",
+    "check_fields",
     "coupling",
     "gaussian_moments",
     "lazy_dynamics",

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .interface import Problem, Solution, SolverError, Status
+from .interface import Problem, Solution, SolverError, Status, check_fields
 
 FIELDS = ("loss", "loss_cov", "f_train", "f_test", "ntk", "phi", "g")
 
@@ -63,21 +63,8 @@ class Fluctuations:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        pr = self.problem
-        T1, P, Q, Pa, L = pr.steps + 1, pr.n_train, pr.n_test, pr.n_points, pr.depth
-        expect = {"loss": (T1,), "loss_cov": (T1, T1), "f_train": (T1, P), "ntk": (T1, Pa, Pa)}
-        if Q:
-            expect["f_test"] = (T1, Q)
-        for name, shape in expect.items():
-            got = tuple(getattr(self, name).shape)
-            if got != shape:
-                raise ValueError(f"Fluctuations.{name}: expected shape {shape}, got {got}")
-        if (self.f_test is None) != (Q == 0):
-            raise ValueError("Fluctuations.f_test: must be given exactly when the problem has test points")
-        for name in ("phi", "g"):
-            seq = getattr(self, name)
-            if len(seq) != L or any(tuple(t.shape) != (T1, Pa, Pa) for t in seq):
-                raise ValueError(f"Fluctuations.{name}: expected {L} tensors of shape {(T1, Pa, Pa)}")
+        T1, Pa = self.problem.steps + 1, self.problem.n_points
+        check_fields(self, {"loss_cov": (T1, T1)}, kernel=(T1, Pa, Pa))
         object.__setattr__(self, "status", Status(self.status))
 
     @property
