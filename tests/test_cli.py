@@ -207,7 +207,7 @@ def test_default_run_names_never_collide(tmp_path, fakes, monkeypatch):
     # two runs that start (and end) in the same second get two folders
     import datetime as dt
 
-    import validate.cli as cli
+    import validate.cli.commands as cli  # the run-folder names are made there
 
     class Frozen(dt.datetime):
         @classmethod
