@@ -19,6 +19,7 @@ The derivation is ``docs/finite_width.md``. Modules:
 
 from .base import Method, fluctuations, resolve_method
 from .estimate import multilevel_variance
+from .identity import Identity
 from .result import Fluctuations, Spread
 
-__all__ = ["Fluctuations", "Method", "Spread", "fluctuations", "multilevel_variance"]
+__all__ = ["Fluctuations", "Identity", "Method", "Spread", "fluctuations", "multilevel_variance"]

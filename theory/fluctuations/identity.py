@@ -70,26 +70,29 @@ class Identity:
 
         dx, dy: (c, n_phi, n_g); dphi: (c, n_phi, n_phi) or None; dg: (c, n_g, n_g) or None.
         Returns dA (c, n_phi, n_g) strictly causal and dB (c, n_g, n_phi) causal.
+
+        The linearised identity is ``dA G - Phi dB^T = R``, ``R = dE + dPhi B^T - A dG``. ``R``
+        does not depend on the unknowns, so it is formed once by two batched products; on the
+        entries the march uses, ``dPhi B^T`` and ``A dG`` only involve past times (``B`` causal,
+        ``A`` strictly causal), so the full products equal the truncated ones. The march then
+        needs two small products per row block for each unknown.
         """
         p, q, m = self.p, self.q, self.m
-        de = dy - dx
-        c = de.shape[0]
-        zero = lambda *s: torch.zeros(c, *s, dtype=de.dtype, device=de.device)  # noqa: E731
-        dphi = zero(*self.phi.shape) if dphi is None else dphi
-        dg = zero(*self.g.shape) if dg is None else dg
-        da = zero(*self.a.shape)
-        db = zero(*self.b.shape)
-        bt = self.b.mT
+        rhs = dy - dx
+        if dphi is not None:
+            rhs = rhs + dphi @ self.b.mT
+        if dg is not None:
+            rhs = rhs - self.a @ dg
+        c = rhs.shape[0]
+        da = torch.zeros(c, *self.a.shape, dtype=rhs.dtype, device=rhs.device)
+        dbt = torch.zeros(c, *self.b.mT.shape, dtype=rhs.dtype, device=rhs.device)  # dB^T
         for k in range(m):
             rows, rk, ck = slice(k * p, (k + 1) * p), slice(0, (k + 1) * p), slice(k * q, (k + 1) * q)
             if k:
                 past = slice(0, k * q)
-                # (dE + dPhi B^T + Phi dB^T)[k, <k] - A[k, <k] dG[<k, <k], times G_{<k}^+
-                r = (de[:, rows, past] + dphi[:, rows, :] @ bt[:, past]
-                     + self.phi[rows, :] @ db.mT[:, :, past] - self.a[rows, past] @ dg[:, past, past])
+                # row k of A: (R + Phi dB^T)[k, <k] G_{<k}^+
+                r = rhs[:, rows, past] + self.phi[rows, :] @ dbt[:, :, past]
                 da[:, rows, past] = r @ self.g_pinv[k]
-            # Phi_{<=k} dB[k, <=k]^T = (dA G + A dG - dE)[<=k, k] - dPhi_{<=k} B[k, <=k]^T
-            s = (da[:, rk, :] @ self.g[:, ck] + self.a[rk, :] @ dg[:, :, ck] - de[:, rk, ck]
-                 - dphi[:, rk, rk] @ bt[rk, ck])
-            db[:, ck, rk] = (self.phi_pinv[k] @ s).mT
-        return da, db
+            # column k of B^T: Phi_{<=k}^+ (dA G - R)[<=k, k]
+            dbt[:, rk, ck] = self.phi_pinv[k] @ (da[:, rk, :] @ self.g[:, ck] - rhs[:, rk, ck])
+        return da, dbt.mT
