@@ -180,6 +180,23 @@ def test_input_errors_name_the_field():
         fluctuations(prob).std(0)
     with pytest.raises(TypeError, match="problem"):
         fluctuations("not a problem")
+    with pytest.raises(ValueError, match="progress"):
+        fluctuations(prob, progress="yes")
+
+
+def test_progress_reports_every_solved_direction(capsys):
+    """One line per solved chunk; the last count of each layer adds up to the directions solved."""
+    fl = fluctuations(small(), chunk=16, progress=True)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[fluctuations]")]
+    last = {}
+    for ln in lines:
+        layer, kind, count = ln.split()[2:5]
+        assert kind == "exact" and "sweeps" in ln
+        last[layer] = int(count)
+    assert set(last) == {"1", "2"} and sum(last.values()) == fl.info["directions"]
+    assert len(lines) >= 2 * 2  # more than one chunk per layer at chunk=16
+    fluctuations(small(), chunk=16)
+    assert "[fluctuations]" not in capsys.readouterr().out
 
 
 def test_diverged_solution_gives_nan_and_its_status():

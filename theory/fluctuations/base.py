@@ -78,6 +78,7 @@ def fluctuations(
     refine: int | None = None,
     coarse_population: int | None = None,
     strict: bool = False,
+    progress: bool = False,
     **solve_options: Any,
 ) -> Fluctuations:
     """Leading-order ``N * Var`` of every observable of ``problem`` (see the module docstring).
@@ -96,6 +97,8 @@ def fluctuations(
         methods, 1e-3 Monte Carlo, far below its sampling error) and iteration budget (default ``max(60, 6 (T+1))``). chunk:
         noise directions solved together. seed: random numbers of the sampled parts. With
         ``strict=True`` a result whose status is not ok raises :class:`theory.SolverError`.
+        ``progress=True`` prints one line per solved chunk of directions (and the Monte Carlo
+        solve's own lines when the solution is computed here).
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem: expected theory.Problem, got {type(problem).__name__}")
@@ -114,6 +117,8 @@ def fluctuations(
         _check_int("refine", refine, 2)
     if coarse_population is not None:
         _check_int("coarse_population", coarse_population, 4)
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress: must be True or False, got {progress!r}")
     if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
         raise ValueError(f"tol: must be None or a positive number, got {tol!r}")
     if method is Method.LINEAR and not problem.activation.is_linear:
@@ -123,6 +128,8 @@ def fluctuations(
     t0 = time.perf_counter()
     if solution is None:
         scheme = "ntk" if method is Method.LAZY else "dmft"
+        if progress and method is Method.MONTECARLO:
+            solve_options.setdefault("progress", True)
         solution = solve(problem, scheme, **({} if method is Method.LAZY else {"update": update}), **solve_options)
     elif not isinstance(solution, Solution) or solution.problem is not problem and \
             solution.problem.fingerprint() != problem.fingerprint():
@@ -136,6 +143,8 @@ def fluctuations(
                 max_iterations=max_iterations, chunk=chunk, seed=seed)
     if method is Method.MONTECARLO:
         opts.update(refine=refine, coarse_population=coarse_population)
+    if method is not Method.LAZY:  # the lazy closed forms are immediate
+        opts["progress"] = progress
     if method is Method.LAZY:
         from .lazy import lazy_fluctuations as run
     elif method is Method.LINEAR:

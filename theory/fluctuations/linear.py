@@ -286,12 +286,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def linear_fluctuations(sol: Solution, *, update: str, samples: int | None, population: int,
-                        tol: float, max_iterations: int, chunk: int, seed: int):
+                        tol: float, max_iterations: int, chunk: int, seed: int, progress: bool = False):
     """``theory.fluctuations`` for a deep linear network (``population`` is not used)."""
     t0 = time.perf_counter()
     model = LinearModel(sol, exact_update=update == "exact", samples=samples, seed=seed, chunk=chunk)
     base = model.base_residual()
-    var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations)
+    var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations, progress=progress)
     info = {"method": "linear", "update": update, "noise": "exact" if samples is None else "sampled",
             "directions": rep.directions, "base_residual": base, "standard_error": se,
             "timings": {"propagate": time.perf_counter() - t0}}

@@ -317,7 +317,7 @@ class MCModel:
 
 def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, population: int,
                     tol: float, max_iterations: int, chunk: int, seed: int,
-                    refine: int | None = None, coarse_population: int | None = None):
+                    refine: int | None = None, coarse_population: int | None = None, progress: bool = False):
     """``theory.fluctuations`` for a nonlinear network (also runs on linear ones, as a check).
 
     Sampled noise: every one of the ``samples`` sites per layer goes through a control level
@@ -340,7 +340,8 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
                         seed=seed + 2, chunk=model.chunk)
         levels = [Level(cheap, samples, COARSE_SWEEPS, model.chunk)]
         levels.append(Level(model, refine, None, min(chunk, FULL_CHUNK)))
-    var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations, levels=levels)
+    var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations, levels=levels,
+                                  progress=progress)
     info = {"method": "montecarlo", "update": update, "noise": "exact" if samples is None else "sampled",
             "samples": samples, "population": population, "directions": rep.directions,
             "refine": refine if two_level else samples,

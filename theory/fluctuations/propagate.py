@@ -25,6 +25,7 @@ small remainder is left to the iteration. Iterating the outputs directly would g
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
@@ -143,16 +144,19 @@ class Level:
     chunk: int
 
 
-def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Level] | None = None):
+def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Level] | None = None,
+              progress: bool = False):
     """Run every chunk of ``model.directions()``. Returns ``(variances, loss_cov, se, Report)``.
 
     ``levels`` (cheapest first, the full model last, counts decreasing) turn sampled directions
     into the multilevel estimate of :class:`Accumulator`: each level solves the first ``count``
     directions of each group. Exact directions, and every direction without ``levels``, are
-    solved by the full model alone. The report covers the full model's solves."""
+    solved by the full model alone. The report covers the full model's solves. ``progress``
+    prints one line per solved chunk (layer, level, directions so far, sweeps, change, time)."""
     acc, rep = Accumulator(), Report()
+    t0, solved = time.perf_counter(), {}
 
-    def solve(level: Level, state: dict) -> dict:
+    def solve(level: Level, state: dict, d: Directions) -> dict:
         budget = max_iterations if level.sweeps is None else level.sweeps
         t, it, change = solve_tangent(level.model, state, tol=tol if level.sweeps is None else 0.0,
                                       max_iterations=budget)
@@ -161,17 +165,25 @@ def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Lev
             rep.change = max(rep.change, change)
             rep.converged = rep.converged and change <= tol
             rep.directions += v_count(state)
+        if progress:
+            kind = "control" if level.model is not model else "sampled" if d.centred else "exact"
+            solved[d.group, kind] = solved.get((d.group, kind), 0) + v_count(state)
+            count = f"{solved[d.group, kind]}" + (f"/{level.count}" if level.count else "")
+            how = (f"{it} fixed sweeps" if level.sweeps is not None else
+                   f"{it} sweeps, change {change:.1e} (tol {tol:.0e})")
+            print(f"[fluctuations] layer {d.group} {kind} {count} directions: {how}, "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
         return level.model.observables(t)
 
     for d in model.directions():
         if not levels or not d.centred:
-            acc.add([solve(Level(model, 0, None, 0), d.state)], d)
+            acc.add([solve(Level(model, 0, None, 0), d.state, d)], d)
             continue
         done = acc.counts(d.group, len(levels))
         obs = []
         for level, have in zip(levels, done):
             need = min(level.count - have, v_count(d.state))
-            parts = [solve(level, {k: v[s0 : min(s0 + level.chunk, need)] for k, v in d.state.items()})
+            parts = [solve(level, {k: v[s0 : min(s0 + level.chunk, need)] for k, v in d.state.items()}, d)
                      for s0 in range(0, max(need, 0), level.chunk)]
             obs.append(stack(parts) if parts else None)
         acc.add(obs, d)
