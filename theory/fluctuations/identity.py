@@ -77,22 +77,35 @@ class Identity:
         ``A`` strictly causal), so the full products equal the truncated ones. The march then
         needs two small products per row block for each unknown.
         """
-        p, q, m = self.p, self.q, self.m
-        rhs = dy - dx
-        if dphi is not None:
-            rhs = rhs + dphi @ self.b.mT
-        if dg is not None:
-            rhs = rhs - self.a @ dg
+        rhs = self.rhs(dx, dy, dphi, dg)
         c = rhs.shape[0]
         da = torch.zeros(c, *self.a.shape, dtype=rhs.dtype, device=rhs.device)
         dbt = torch.zeros(c, *self.b.mT.shape, dtype=rhs.dtype, device=rhs.device)  # dB^T
-        for k in range(m):
-            rows, rk, ck = slice(k * p, (k + 1) * p), slice(0, (k + 1) * p), slice(k * q, (k + 1) * q)
-            if k:
-                past = slice(0, k * q)
-                # row k of A: (R + Phi dB^T)[k, <k] G_{<k}^+
-                r = rhs[:, rows, past] + self.phi[rows, :] @ dbt[:, :, past]
-                da[:, rows, past] = r @ self.g_pinv[k]
-            # column k of B^T: Phi_{<=k}^+ (dA G - R)[<=k, k]
-            dbt[:, rk, ck] = self.phi_pinv[k] @ (da[:, rk, :] @ self.g[:, ck] - rhs[:, rk, ck])
+        for k in range(self.m):
+            self.row_a(k, rhs, da, dbt)
+            self.row_b(k, rhs, da, dbt)
         return da, dbt.mT
+
+    def rhs(self, dx, dy, dphi, dg) -> torch.Tensor:
+        """``R = dY - dX + dPhi B^T - A dG`` (c, n_phi, n_g); dphi, dg may be None (zero)."""
+        out = dy - dx
+        if dphi is not None:
+            out = out + dphi @ self.b.mT
+        if dg is not None:
+            out = out - self.a @ dg
+        return out
+
+    def row_a(self, k: int, rhs: torch.Tensor, da: torch.Tensor, dbt: torch.Tensor) -> None:
+        """Row block ``k`` of ``dA`` in place: ``(R + Phi dB^T)[k, <k] G_{<k}^+``; needs ``R`` at
+        ``(k, <k)`` and the columns ``< k`` of ``dB^T``."""
+        if k:
+            p, q = self.p, self.q
+            rows, past = slice(k * p, (k + 1) * p), slice(0, k * q)
+            da[:, rows, past] = (rhs[:, rows, past] + self.phi[rows, :] @ dbt[:, :, past]) @ self.g_pinv[k]
+
+    def row_b(self, k: int, rhs: torch.Tensor, da: torch.Tensor, dbt: torch.Tensor) -> None:
+        """Column block ``k`` of ``dB^T`` in place: ``Phi_{<=k}^+ (dA G - R)[<=k, k]``; needs ``R``
+        at ``(<=k, k)`` and the rows ``<= k`` of ``dA``."""
+        p, q = self.p, self.q
+        rk, ck = slice(0, (k + 1) * p), slice(k * q, (k + 1) * q)
+        dbt[:, rk, ck] = self.phi_pinv[k] @ (da[:, rk, :] @ self.g[:, ck] - rhs[:, rk, ck])

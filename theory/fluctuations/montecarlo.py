@@ -28,6 +28,7 @@ from typing import Iterator
 
 import torch
 
+from .factor import Causal, Root
 from .identity import Identity
 from .interface import Solution, Status, mc_responses, solve_fields
 from .layout import Layout, factor_psd
@@ -36,8 +37,6 @@ from .result import assemble
 
 #: Default sampled noise sites per layer.
 SAMPLES = 1000
-#: Eigenvalues below this fraction of the largest are dropped from the square roots.
-CLIP = 1e-12
 #: Relative eigenvalue cut of the response identity's pseudo-inverses for sampled kernels: the
 #: population's round-off is amplified by the inverse of the smallest kept eigenvalue, and with
 #: 1e-10 (the exact linear method's cut) the linearised solve stalls at 1e-3 (measured, deep tanh).
@@ -55,22 +54,6 @@ MC_RCOND = 1e-6
 REFINE, COARSE_POPULATION, COARSE_SWEEPS = 64, 64, 2
 #: Directions solved together by the full model and by the control level.
 FULL_CHUNK, COARSE_CHUNK = 16, 64
-
-
-class Root:
-    """Symmetric square root of a PSD kernel and its Frechet derivative (Daleckii-Krein)."""
-
-    def __init__(self, cov: torch.Tensor):
-        lam, self.vec = torch.linalg.eigh(0.5 * (cov + cov.T))
-        s = torch.where(lam > CLIP * lam[-1].clamp(min=0.0), lam.clamp(min=0.0).sqrt(), torch.zeros_like(lam))
-        tot = s[:, None] + s[None, :]
-        self.weight = torch.where(tot > 0, 1.0 / torch.where(tot > 0, tot, torch.ones_like(tot)), torch.zeros_like(tot))
-        self.factor = (self.vec * s) @ self.vec.T
-
-    def tangent(self, dcov: torch.Tensor) -> torch.Tensor:
-        """``dF`` (c, n, n) for ``dcov`` (c, n, n)."""
-        v = self.vec
-        return v @ (self.weight * (v.T @ dcov @ v)) @ v.T
 
 
 class Population:
@@ -97,7 +80,7 @@ class MCModel:
     """:class:`theory.fluctuations.propagate.Model` of a nonlinear network around ``sol``."""
 
     def __init__(self, sol: Solution, *, exact_update: bool, samples: int, population: int,
-                 seed: int, chunk: int, rcond: float = MC_RCOND):
+                 seed: int, chunk: int, rcond: float = MC_RCOND, factor: str = "root"):
         self.lay = lay = Layout(sol.problem, p_g=sol.problem.n_points)
         self.act, self.exact_update = sol.problem.activation, exact_update
         self.samples, self.chunk, self.seed = samples, chunk, seed
@@ -113,8 +96,10 @@ class MCModel:
         for l in range(1, L + 1):
             self.c[l] = lay.c_gd(self.phi[l - 1], self.delta) + (self.resp[l - 1][0] if l >= 2 else 0.0)
             self.d[l] = lay.d_gd(self.gk[l + 1], self.delta) + (self.resp[l][1] if l <= L - 1 else 0.0)
-        self.roots_u = {l: Root(self.phi[l - 1]) for l in range(2, L + 1)}
-        self.roots_r = {l: Root(self.gk[l + 1]) for l in range(1, L)}
+        make = Root if factor == "root" else lambda k: Causal(k, m=m, p=pa, rcond=rcond)  # noqa: E731
+        self.factor = factor
+        self.roots_u = {l: make(self.phi[l - 1]) for l in range(2, L + 1)}
+        self.roots_r = {l: make(self.gk[l + 1]) for l in range(1, L)}
         self.ident = {l: Identity(*self.resp[l - 1], self.phi[l - 1], self.gk[l], m=m, p_phi=pa,
                                   p_g=pa, rcond=rcond) for l in range(2, L + 1)}
         if population <= self.source_columns():

@@ -1,0 +1,143 @@
+"""The linearised Monte Carlo map solved in one pass over time (``docs/finite_width.md`` s. 9).
+
+With sources drawn by the causal factor (``theory.fluctuations.factor.Causal``) every quantity at
+time ``k`` depends only on quantities at times ``<= k``, so ``t = D t + xi`` is solved exactly by
+marching over ``k``; within a time step, the forward quantities go up the layers and the
+backward ones down (docs/theory.md section 2):
+
+    up, l = 1..L:   du(k) (factor rows from dPhi^{l-1}(<=k, <=k)), dX^l(k, <k), dY^{l-1}(k, <k),
+                    row k of dA^{l-1} (identity), dh(k) = du(k) + g(<k) dC(k, <k)^T + dg(<k) C(k, <k)^T,
+                    dphi(k), dPhi^l(k, <=k), and at l = L the output f~(k)
+    down, l = L..1: dr(k) (factor rows from dG^{l+1}), dY^l(<=k, k), row k of dB^l (identity),
+                    dz(k) = dr(k) + phi(<=k) dD(k, <=k)^T + dphi(<=k) D(k, <=k)^T,
+                    dg(k), dG^l(k, <=k), dX^l(<=k, k)
+
+where ``dC``, ``dD`` are the coupling tangents of :meth:`MCModel.apply` and each entry also gets
+its noise ``xi``. It equals the converged iteration of the same model (tested) at the cost of
+about one sweep. Exact output update only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _Rows:
+    """Slices of one time step ``k`` with ``p`` entries per time."""
+
+    def __init__(self, k: int, p: int):
+        self.blk, self.pre, self.past = slice(k * p, (k + 1) * p), slice(0, (k + 1) * p), slice(0, k * p)
+
+
+def _sym_fill(t: torch.Tensor, r: _Rows, val: torch.Tensor) -> None:
+    """Set ``t[:, k, <=k] = val`` and its mirror ``t[:, <=k, k]``."""
+    t[:, r.blk, r.pre] = val
+    t[:, r.pre, r.blk] = val.mT
+
+
+class March:
+    """One-pass solve of ``t = D t + xi`` for an :class:`MCModel` built with ``factor="causal"``."""
+
+    def __init__(self, model):
+        if model.factor != "causal" or not model.exact_update:
+            raise ValueError("march: needs a model with factor='causal' and the exact output update")
+        self.model = model
+
+    def solve(self, xi: dict) -> dict:
+        """The solution state (the blocks of ``xi``: P, G, X, Y (c, n, n) and f (c, m, P_all))."""
+        md, lay = self.model, self.model.lay
+        L, m = lay.depth, lay.m
+        c = next(iter(xi.values())).shape[0]
+        self.t = {k: torch.zeros_like(v) for k, v in xi.items()}
+        self.xi = xi
+        self.dd = torch.zeros(c, m, lay.p, dtype=xi["f"].dtype)
+        pops = md.pop
+        z = lambda l: torch.zeros(c, *pops[l].h.shape, dtype=pops[l].h.dtype)  # noqa: E731
+        self.f = {name: [None] + [z(l) for l in range(1, L + 1)] for name in ("dh", "dph", "dz", "dg", "du", "dr")}
+        self.dfu = {l: torch.zeros(c, lay.n, lay.n, dtype=xi["f"].dtype) for l in md.roots_u}
+        self.dfr = {l: torch.zeros(c, lay.n, lay.n, dtype=xi["f"].dtype) for l in md.roots_r}
+        shape = lambda l: (c, *md.ident[l].a.shape)  # noqa: E731
+        self.da = {l: torch.zeros(shape(l), dtype=xi["f"].dtype) for l in md.ident}
+        self.dbt = {l: torch.zeros(shape(l), dtype=xi["f"].dtype) for l in md.ident}  # square: n x n
+        for k in range(m):
+            r = _Rows(k, lay.pa)
+            for l in range(1, L + 1):
+                self._up(l, k, r)
+            for l in range(L, 0, -1):
+                self._down(l, k, r)
+        return self.t
+
+    # ------------------------------------------------------------------ helpers
+    def _avg(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``(1/S) a^T b`` for a (c or -, S, i), b (c or -, S, j)."""
+        return a.mT @ b / a.shape[-2]
+
+    def _put(self, key: str, rows, cols, val: torch.Tensor) -> None:
+        self.t[key][:, rows, cols] = val + self.xi[key][:, rows, cols]
+
+    def _rhs(self, l: int) -> torch.Tensor:
+        t = self.t
+        return self.model.ident[l].rhs(t[f"X{l}"], t[f"Y{l - 1}"], t[f"P{l - 1}"], t[f"G{l}"])
+
+    # ------------------------------------------------------------------ the two passes
+    def _up(self, l: int, k: int, r: _Rows) -> None:
+        md, lay, t, f = self.model, self.model.lay, self.t, self.f
+        pop, L = md.pop[l], lay.depth
+        dc = lay.c_gd(md.phi[l - 1], self.dd)[:, r.blk, r.past]
+        if l >= 2:
+            md.roots_u[l].tangent_rows(k, t[f"P{l - 1}"], self.dfu[l])
+            f["du"][l][:, :, r.blk] = pop.zu @ self.dfu[l][:, r.blk, :].mT
+            du_k = f["du"][l][:, :, r.blk]
+            lower = md.pop[l - 1]
+            self._put(f"X{l}", r.blk, r.past, self._avg(du_k, pop.g[:, r.past]) + self._avg(pop.u[:, r.blk], f["dg"][l][:, :, r.past]))
+            self._put(f"Y{l - 1}", r.blk, r.past, self._avg(f["dph"][l - 1][:, :, r.blk], lower.r[:, r.past])
+                      + self._avg(lower.ph[:, r.blk], f["dr"][l - 1][:, :, r.past]))
+            md.ident[l].row_a(k, self._rhs(l), self.da[l], self.dbt[l])
+            dc = dc + lay.c_gd(t[f"P{l - 1}"], md.delta)[:, r.blk, r.past] + self.da[l][:, r.blk, r.past]
+        dh = f["du"][l][:, :, r.blk] + pop.g[:, r.past] @ dc.mT + f["dg"][l][:, :, r.past] @ md.c[l][r.blk, r.past].T
+        f["dh"][l][:, :, r.blk] = dh
+        f["dph"][l][:, :, r.blk] = pop.a[:, r.blk] * dh
+        dph = f["dph"][l]
+        val = self._avg(dph[:, :, r.blk], pop.ph[:, r.pre]) + self._avg(pop.ph[:, r.blk], dph[:, :, r.pre])
+        _sym_fill(t[f"P{l}"], r, val + self.xi[f"P{l}"][:, r.blk, r.pre])
+        if l == L:
+            self._output(k, pop)
+
+    def _output(self, k: int, pop) -> None:
+        """``df~(k)``: the tangent of the output integrand's average (``MCModel._averages``)."""
+        md, lay = self.model, self.model.lay
+        S, pa, p = pop.h.shape[0], lay.pa, lay.p
+        dph = self.f["dph"][lay.depth]
+        d_k, d_0 = dph[:, :, k * pa : (k + 1) * pa], dph[:, :, :pa]
+        ph_k = pop.ph[:, k * pa : (k + 1) * pa]
+        lead = pop.r[:, :1] * (d_k - d_0) / lay.gamma0
+        past = pop.ph[:, : k * pa].reshape(S, k, pa)[:, :, :p]
+        dpast = dph[:, :, : k * pa].reshape(dph.shape[0], S, k, pa)[..., :p]
+        drive = torch.einsum("skp,kp->s", past, md.delta[:k])
+        ddrive = torch.einsum("cskp,kp->cs", dpast, md.delta[:k]) + torch.einsum("skp,ckp->cs", past, self.dd[:, :k])
+        psi = lead + md.step * (d_k * drive[:, None] + ph_k * ddrive[..., None])
+        self.t["f"][:, k] = psi.mean(1) + self.xi["f"][:, k]
+        self.dd[:, k] = -self.t["f"][:, k, :p]
+
+    def _down(self, l: int, k: int, r: _Rows) -> None:
+        md, lay, t, f = self.model, self.model.lay, self.t, self.f
+        pop, L = md.pop[l], lay.depth
+        dd_ = lay.d_gd(md.gk[l + 1], self.dd)[:, r.blk, r.pre]
+        if l <= L - 1:
+            md.roots_r[l].tangent_rows(k, t[f"G{l + 1}"], self.dfr[l])
+            f["dr"][l][:, :, r.blk] = pop.zr @ self.dfr[l][:, r.blk, :].mT
+            self._put(f"Y{l}", r.pre, r.blk, self._avg(f["dph"][l][:, :, r.pre], pop.r[:, r.blk])
+                      + self._avg(pop.ph[:, r.pre], f["dr"][l][:, :, r.blk]))
+            md.ident[l + 1].row_b(k, self._rhs(l + 1), self.da[l + 1], self.dbt[l + 1])
+            db = self.dbt[l + 1].mT  # dB^l (c, n, n)
+            dd_ = dd_ + lay.d_gd(t[f"G{l + 1}"], md.delta)[:, r.blk, r.pre] + db[:, r.blk, r.pre]
+        dz = f["dr"][l][:, :, r.blk] + pop.ph[:, r.pre] @ dd_.mT + f["dph"][l][:, :, r.pre] @ md.d[l][r.blk, r.pre].T
+        f["dz"][l][:, :, r.blk] = dz
+        dg = pop.b[:, r.blk] * f["dh"][l][:, :, r.blk] + pop.a[:, r.blk] * dz
+        f["dg"][l][:, :, r.blk] = dg
+        dgl = f["dg"][l]
+        val = self._avg(dg, pop.g[:, r.pre]) + self._avg(pop.g[:, r.blk], dgl[:, :, r.pre])
+        _sym_fill(t[f"G{l}"], r, val + self.xi[f"G{l}"][:, r.blk, r.pre])
+        if l >= 2:
+            self._put(f"X{l}", r.pre, r.blk, self._avg(f["du"][l][:, :, r.pre], pop.g[:, r.blk])
+                      + self._avg(pop.u[:, r.pre], dg))
