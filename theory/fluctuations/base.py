@@ -77,6 +77,7 @@ def fluctuations(
     seed: int = 0,
     refine: int | None = None,
     coarse_population: int | None = None,
+    march: bool | None = None,
     strict: bool = False,
     progress: bool = False,
     **solve_options: Any,
@@ -117,6 +118,10 @@ def fluctuations(
         _check_int("refine", refine, 2)
     if coarse_population is not None:
         _check_int("coarse_population", coarse_population, 4)
+    if march not in (None, True, False):
+        raise ValueError(f"march: must be None, True or False, got {march!r}")
+    if march and update != "exact":
+        raise ValueError("march: the one-pass solve needs update='exact'")
     if not isinstance(progress, bool):
         raise ValueError(f"progress: must be True or False, got {progress!r}")
     if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
@@ -142,7 +147,7 @@ def fluctuations(
     opts = dict(update=update, samples=samples, population=population, tol=float(tol),
                 max_iterations=max_iterations, chunk=chunk, seed=seed)
     if method is Method.MONTECARLO:
-        opts.update(refine=refine, coarse_population=coarse_population)
+        opts.update(refine=refine, coarse_population=coarse_population, march=update == "exact" if march is None else march)
     if method is not Method.LAZY:  # the lazy closed forms are immediate
         opts["progress"] = progress
     if method is Method.LAZY:

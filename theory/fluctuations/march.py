@@ -51,9 +51,7 @@ class March:
         self.t = {k: torch.zeros_like(v) for k, v in xi.items()}
         self.xi = xi
         self.dd = torch.zeros(c, m, lay.p, dtype=xi["f"].dtype)
-        pops = md.pop
-        z = lambda l: torch.zeros(c, *pops[l].h.shape, dtype=pops[l].h.dtype)  # noqa: E731
-        self.f = {name: [None] + [z(l) for l in range(1, L + 1)] for name in ("dh", "dph", "dz", "dg", "du", "dr")}
+        self.f, self.dh = self._buffers(c), {}
         self.dfu = {l: torch.zeros(c, lay.n, lay.n, dtype=xi["f"].dtype) for l in md.roots_u}
         self.dfr = {l: torch.zeros(c, lay.n, lay.n, dtype=xi["f"].dtype) for l in md.roots_r}
         shape = lambda l: (c, *md.ident[l].a.shape)  # noqa: E731
@@ -68,9 +66,34 @@ class March:
         return self.t
 
     # ------------------------------------------------------------------ helpers
+    def _buffers(self, c: int) -> dict:
+        """Zeroed per-site tangent buffers (c, S, n) of each layer, kept between solves of chunks
+        of the same size: ``dph``, ``dg`` (every layer), ``du`` (layers >= 2), ``dr`` (layers
+        <= L - 1); the absent ones read as zero."""
+        md, L = self.model, self.model.lay.depth
+        if getattr(self, "_cache", (None,))[0] != c:
+            z = lambda l: torch.zeros(c, *md.pop[l].h.shape, dtype=md.pop[l].h.dtype)  # noqa: E731
+            need = {"dph": range(1, L + 1), "dg": range(1, L + 1), "du": range(2, L + 1), "dr": range(1, L)}
+            self._cache = (c, {k: {l: z(l) for l in ls} for k, ls in need.items()})
+        for per in self._cache[1].values():
+            for buf in per.values():
+                buf.zero_()
+        return self._cache[1]
+
     def _avg(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``(1/S) a^T b`` for a (c or -, S, i), b (c or -, S, j)."""
-        return a.mT @ b / a.shape[-2]
+        """``(1/S) a^T b`` (c, i, j) for one of a, b batched (c, S, .) and the other (S, .),
+        as one matrix product over the sites (the directions folded into its rows or columns)."""
+        if a.ndim == 3:
+            c, s, i = a.shape
+            return (a.transpose(1, 2).reshape(c * i, s) @ b).reshape(c, i, b.shape[1]) / s
+        c, s, j = b.shape
+        return (a.T @ b.transpose(0, 1).reshape(s, c * j)).reshape(a.shape[1], c, j).transpose(0, 1) / s
+
+    @staticmethod
+    def _mul(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``y w^T`` (c, S, b) for sites y (S, a) and a batch w (c, b, a), as one product."""
+        c, b, a = w.shape
+        return (y @ w.reshape(c * b, a).mT).reshape(y.shape[0], c, b).transpose(0, 1)
 
     def _put(self, key: str, rows, cols, val: torch.Tensor) -> None:
         self.t[key][:, rows, cols] = val + self.xi[key][:, rows, cols]
@@ -86,7 +109,7 @@ class March:
         dc = lay.c_gd(md.phi[l - 1], self.dd)[:, r.blk, r.past]
         if l >= 2:
             md.roots_u[l].tangent_rows(k, t[f"P{l - 1}"], self.dfu[l])
-            f["du"][l][:, :, r.blk] = pop.zu @ self.dfu[l][:, r.blk, :].mT
+            f["du"][l][:, :, r.blk] = self._mul(pop.zu, self.dfu[l][:, r.blk, :])
             du_k = f["du"][l][:, :, r.blk]
             lower = md.pop[l - 1]
             self._put(f"X{l}", r.blk, r.past, self._avg(du_k, pop.g[:, r.past]) + self._avg(pop.u[:, r.blk], f["dg"][l][:, :, r.past]))
@@ -94,8 +117,10 @@ class March:
                       + self._avg(lower.ph[:, r.blk], f["dr"][l - 1][:, :, r.past]))
             md.ident[l].row_a(k, self._rhs(l), self.da[l], self.dbt[l])
             dc = dc + lay.c_gd(t[f"P{l - 1}"], md.delta)[:, r.blk, r.past] + self.da[l][:, r.blk, r.past]
-        dh = f["du"][l][:, :, r.blk] + pop.g[:, r.past] @ dc.mT + f["dg"][l][:, :, r.past] @ md.c[l][r.blk, r.past].T
-        f["dh"][l][:, :, r.blk] = dh
+        dh = self._mul(pop.g[:, r.past], dc) + f["dg"][l][:, :, r.past] @ md.c[l][r.blk, r.past].T
+        if l >= 2:
+            dh = dh + f["du"][l][:, :, r.blk]
+        self.dh[l] = dh  # this time step's, for the down pass
         f["dph"][l][:, :, r.blk] = pop.a[:, r.blk] * dh
         dph = f["dph"][l]
         val = self._avg(dph[:, :, r.blk], pop.ph[:, r.pre]) + self._avg(pop.ph[:, r.blk], dph[:, :, r.pre])
@@ -125,15 +150,16 @@ class March:
         dd_ = lay.d_gd(md.gk[l + 1], self.dd)[:, r.blk, r.pre]
         if l <= L - 1:
             md.roots_r[l].tangent_rows(k, t[f"G{l + 1}"], self.dfr[l])
-            f["dr"][l][:, :, r.blk] = pop.zr @ self.dfr[l][:, r.blk, :].mT
+            f["dr"][l][:, :, r.blk] = self._mul(pop.zr, self.dfr[l][:, r.blk, :])
             self._put(f"Y{l}", r.pre, r.blk, self._avg(f["dph"][l][:, :, r.pre], pop.r[:, r.blk])
                       + self._avg(pop.ph[:, r.pre], f["dr"][l][:, :, r.blk]))
             md.ident[l + 1].row_b(k, self._rhs(l + 1), self.da[l + 1], self.dbt[l + 1])
             db = self.dbt[l + 1].mT  # dB^l (c, n, n)
             dd_ = dd_ + lay.d_gd(t[f"G{l + 1}"], md.delta)[:, r.blk, r.pre] + db[:, r.blk, r.pre]
-        dz = f["dr"][l][:, :, r.blk] + pop.ph[:, r.pre] @ dd_.mT + f["dph"][l][:, :, r.pre] @ md.d[l][r.blk, r.pre].T
-        f["dz"][l][:, :, r.blk] = dz
-        dg = pop.b[:, r.blk] * f["dh"][l][:, :, r.blk] + pop.a[:, r.blk] * dz
+        dz = self._mul(pop.ph[:, r.pre], dd_) + f["dph"][l][:, :, r.pre] @ md.d[l][r.blk, r.pre].T
+        if l <= L - 1:
+            dz = dz + f["dr"][l][:, :, r.blk]
+        dg = pop.b[:, r.blk] * self.dh[l] + pop.a[:, r.blk] * dz
         f["dg"][l][:, :, r.blk] = dg
         dgl = f["dg"][l]
         val = self._avg(dg, pop.g[:, r.pre]) + self._avg(pop.g[:, r.blk], dgl[:, :, r.pre])

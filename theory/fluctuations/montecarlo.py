@@ -32,6 +32,7 @@ from .factor import Causal, Root
 from .identity import Identity
 from .interface import Solution, Status, mc_responses, solve_fields
 from .layout import Layout, factor_psd
+from .march import March
 from .propagate import Directions, Level, propagate
 from .result import assemble
 
@@ -108,6 +109,7 @@ class MCModel:
         gen = torch.Generator().manual_seed(seed)
         self.pop = [None] + [Population(self, l, population, gen, matched=True) for l in range(1, L + 1)]
         self.noise_gen = torch.Generator().manual_seed(seed + 1)
+        self.march = March(self) if factor == "causal" and exact_update else None
         self.scales = lay.scales(self.f, self.ntk, [sol.phi_diag(l) for l in range(L)],
                                  [sol.g_diag(l) for l in range(L)])
 
@@ -302,21 +304,24 @@ class MCModel:
 
 def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, population: int,
                     tol: float, max_iterations: int, chunk: int, seed: int,
-                    refine: int | None = None, coarse_population: int | None = None, progress: bool = False):
+                    refine: int | None = None, coarse_population: int | None = None, march: bool = False,
+                    progress: bool = False):
     """``theory.fluctuations`` for a nonlinear network (also runs on linear ones, as a check).
 
     Sampled noise: every one of the ``samples`` sites per layer goes through a control level
     (``coarse_population`` sites, ``COARSE_SWEEPS`` sweeps) and the first ``refine`` through the
     full model (``population``), combined by the unbiased multilevel estimate
     (:func:`theory.fluctuations.estimate.multilevel_variance`); ``refine >= samples`` solves
-    every site with the full model."""
+    every site with the full model. ``march``: the full model is solved in one exact pass over
+    time (``theory.fluctuations.march``, causal source factor); otherwise by sweeps to ``tol``."""
     t0 = time.perf_counter()
     if samples is None and not sol.problem.activation.is_linear:
         samples = SAMPLES
     refine = REFINE if refine is None else refine
     two_level = samples is not None and refine < samples  # exact noise needs no estimate
+    fac = "causal" if march else "root"
     model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population,
-                    seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK))
+                    seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK), factor=fac)
     levels = None
     if two_level:
         if coarse_population is None:  # twice the normals per site: a well-conditioned matching
@@ -328,6 +333,7 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
     var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations, levels=levels,
                                   progress=progress)
     info = {"method": "montecarlo", "update": update, "noise": "exact" if samples is None else "sampled",
+            "solver": "march" if march else "iterate",
             "samples": samples, "population": population, "directions": rep.directions,
             "refine": refine if two_level else samples,
             "coarse_population": coarse_population if two_level else None,

@@ -158,8 +158,12 @@ def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Lev
 
     def solve(level: Level, state: dict, d: Directions) -> dict:
         budget = max_iterations if level.sweeps is None else level.sweeps
-        t, it, change = solve_tangent(level.model, state, tol=tol if level.sweeps is None else 0.0,
-                                      max_iterations=budget)
+        direct = getattr(level.model, "march", None) if level.sweeps is None else None
+        if direct is not None:  # one exact pass over time (theory.fluctuations.march)
+            t, it, change = direct.solve(state), 1, 0.0
+        else:
+            t, it, change = solve_tangent(level.model, state, tol=tol if level.sweeps is None else 0.0,
+                                          max_iterations=budget)
         if level.model is model:
             rep.iterations = max(rep.iterations, it)
             rep.change = max(rep.change, change)
