@@ -118,13 +118,14 @@ def test_lazy_nonlinear_matches_random_networks_at_initialisation():
         assert float((emp / pred[k] - 1).abs().max()) < 0.15, k
 
 
-def test_montecarlo_equals_exact_on_linear_networks():
+@pytest.mark.parametrize("march", [True, False])
+def test_montecarlo_equals_exact_on_linear_networks(march):
     """Two implementations of the same equations: the sampled-site machinery (moment-matched
-    population, square-root tangents, identity in the per-point layout) with the exact Wick noise
-    reproduces the exact linear method."""
+    population, causal-factor tangents, identity in the per-point layout; solved by the time
+    march or by sweeps) with the exact Wick noise reproduces the exact linear method."""
     prob = small(depth=2, gamma0=1.5, steps=5)
     ex = fluctuations(prob, "linear")
-    mc = fluctuations(prob, "montecarlo", solution=ex.solution, population=300, tol=1e-6)
+    mc = fluctuations(prob, "montecarlo", solution=ex.solution, population=300, tol=1e-6, march=march)
     assert mc.info["noise"] == "exact" and mc.status is Status.CONVERGED
     for name in ("loss", "f_train", "f_test", "ntk"):
         assert rel(getattr(mc, name)[1:], getattr(ex, name)[1:]) < 2e-3, name

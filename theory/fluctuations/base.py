@@ -92,10 +92,15 @@ def fluctuations(
         that estimate the linearised map (default 1000). refine, coarse_population (Monte Carlo
         only): the two-level estimate of the sampled noise (``docs/finite_width.md`` section 9)
         solves every sampled site with a control level of ``coarse_population`` sites (default
-        64 or twice the normals per site, up to ``4 n``, n = (T+1) P_all) and two sweeps, and the first ``refine`` per layer
-        (default 64) with the full model; ``refine >= samples`` solves every site fully.
+        64 or twice the normals per site, up to ``4 n``, n = (T+1) P_all) and two sweeps, and the
+        first ``refine`` per layer (default 64) with the full model; ``refine >= samples`` solves
+        every site fully. march (Monte Carlo only): solve the full model's linearised map in one
+        exact pass over time (``docs/finite_width.md`` section 9); None (default) where possible
+        (the exact update), False iterates sweeps to ``tol`` (the same model, so both agree to
+        the tolerance).
         tol, max_iterations: the linearised solve's relative tolerance (default 1e-8 exact
-        methods, 1e-3 Monte Carlo, far below its sampling error) and iteration budget (default ``max(60, 6 (T+1))``). chunk:
+        methods, 1e-3 Monte Carlo, far below its sampling error) and iteration budget (default
+        ``max(60, 6 (T+1))``), for the solves by sweeps. chunk:
         noise directions solved together. seed: random numbers of the sampled parts. With
         ``strict=True`` a result whose status is not ok raises :class:`theory.SolverError`.
         ``progress=True`` prints one line per solved chunk of directions (and the Monte Carlo
@@ -147,7 +152,8 @@ def fluctuations(
     opts = dict(update=update, samples=samples, population=population, tol=float(tol),
                 max_iterations=max_iterations, chunk=chunk, seed=seed)
     if method is Method.MONTECARLO:
-        opts.update(refine=refine, coarse_population=coarse_population, march=update == "exact" if march is None else march)
+        opts.update(refine=refine, coarse_population=coarse_population,
+                    march=update == "exact" if march is None else march)
     if method is not Method.LAZY:  # the lazy closed forms are immediate
         opts["progress"] = progress
     if method is Method.LAZY:

@@ -81,7 +81,7 @@ class MCModel:
     """:class:`theory.fluctuations.propagate.Model` of a nonlinear network around ``sol``."""
 
     def __init__(self, sol: Solution, *, exact_update: bool, samples: int, population: int,
-                 seed: int, chunk: int, rcond: float = MC_RCOND, factor: str = "root"):
+                 seed: int, chunk: int, rcond: float = MC_RCOND, factor: str = "root", march: bool = False):
         self.lay = lay = Layout(sol.problem, p_g=sol.problem.n_points)
         self.act, self.exact_update = sol.problem.activation, exact_update
         self.samples, self.chunk, self.seed = samples, chunk, seed
@@ -109,7 +109,7 @@ class MCModel:
         gen = torch.Generator().manual_seed(seed)
         self.pop = [None] + [Population(self, l, population, gen, matched=True) for l in range(1, L + 1)]
         self.noise_gen = torch.Generator().manual_seed(seed + 1)
-        self.march = March(self) if factor == "causal" and exact_update else None
+        self.march = March(self) if march else None  # None: solved by sweeps
         self.scales = lay.scales(self.f, self.ntk, [sol.phi_diag(l) for l in range(L)],
                                  [sol.g_diag(l) for l in range(L)])
 
@@ -312,16 +312,18 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
     (``coarse_population`` sites, ``COARSE_SWEEPS`` sweeps) and the first ``refine`` through the
     full model (``population``), combined by the unbiased multilevel estimate
     (:func:`theory.fluctuations.estimate.multilevel_variance`); ``refine >= samples`` solves
-    every site with the full model. ``march``: the full model is solved in one exact pass over
-    time (``theory.fluctuations.march``, causal source factor); otherwise by sweeps to ``tol``."""
+    every site with the full model. The full model draws its sources by the causal factor for
+    the exact update (the symmetric root for the first-order one); ``march``: it is solved in one
+    exact pass over time (``theory.fluctuations.march``), otherwise by sweeps to ``tol``."""
     t0 = time.perf_counter()
     if samples is None and not sol.problem.activation.is_linear:
         samples = SAMPLES
     refine = REFINE if refine is None else refine
     two_level = samples is not None and refine < samples  # exact noise needs no estimate
-    fac = "causal" if march else "root"
+    fac = "causal" if update == "exact" else "root"  # the march needs the exact output update
     model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population,
-                    seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK), factor=fac)
+                    seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK), factor=fac,
+                    march=march)
     levels = None
     if two_level:
         if coarse_population is None:  # twice the normals per site: a well-conditioned matching
