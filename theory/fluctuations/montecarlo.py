@@ -2,8 +2,9 @@
 
 The single-site process of layer l (docs/theory.md section 2) is represented by ``population`` draws
 with FIXED standard normals (common random numbers): sources ``u = F_u zeta_u`` with
-``F_u = Phi^{l-1} ^ (1/2)`` (symmetric square root; ``u^1`` has the exact factor of ``Kx``) and
-``r = F_r zeta_r`` (``F_r = G^{l+1} ^ (1/2)``; ``r^L`` is one N(0, 1) scalar), fields by the causal
+``F_u F_u^T = Phi^{l-1}`` (``theory.fluctuations.factor``: the causal factor for the exact update,
+the symmetric square root otherwise; ``u^1`` has the exact factor of ``Kx``) and
+``r = F_r zeta_r`` (``F_r F_r^T = G^{l+1}``; ``r^L`` is one N(0, 1) scalar), fields by the causal
 forward solve. The DMFT map ``F`` is the population average of the integrands
 ``phi phi^T, g g^T, u g^T, phi r^T`` and of the output integrand
 
@@ -12,12 +13,12 @@ forward solve. The DMFT map ``F`` is the population average of the integrands
 
 (its average is the exact-update output f~, ``theory.montecarlo.outputs``). ``D`` applied to a tangent
 is the population average of the pathwise tangent of each sample: the sources move through the
-derivative of the square root (Daleckii-Krein, ``dF = V [(V^T dPhi V) / (s_i + s_j)] V^T``),
-the couplings through the tangents of the responses (``theory.fluctuations.identity``), the
+tangent of the factor, the couplings through the tangents of the responses (``theory.fluctuations.identity``), the
 kernels and ``Delta``, and the fields by the forward solve of their tangent. The noise ``kappa``
 is sampled with ``samples`` fresh sites per layer, centred per layer, and estimated in two levels
 (``docs/finite_width.md`` section 9): a cheap control model (a small population, two sweeps) on
-every site, the full model on the first ``refine``. ReLU's ``phi''`` is a delta
+every site, the full model on the first ``refine``, solved in one pass over time
+(``theory.fluctuations.march``) or by sweeps (``march=False``, the first-order update). ReLU's ``phi''`` is a delta
 function that the pathwise tangent of ``g = phi'(h) z`` misses (as in the solver's responses).
 """
 
