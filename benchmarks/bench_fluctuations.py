@@ -122,7 +122,9 @@ def cost(name: str, prob: Problem, repeats: int, before: bool) -> None:
     ts, tf = min(t_solve), min(t_fl)
     print(f"   {name}: solve {ts:.2f} s, fluctuations {tf:.1f} s = {tf / ts:.1f} solves "
           f"(load {os.getloadavg()[0]:.1f}); {fl.info['directions']} full + {fl.info['samples'] * prob.depth} "
-          f"control directions, {fl.iterations} sweeps; median relative SE: {relative_se(fl)}")
+          f"control directions, full model "
+          f"{'by the one-pass march' if fl.info.get('solver') == 'march' else f'{fl.iterations} sweeps'}; "
+          f"median relative SE: {relative_se(fl)}")
     if before:
         sol = solve(prob)
         old, t = timed(lambda: fluctuations(prob, solution=sol, samples=64, refine=64, population=2000, tol=1e-4))
