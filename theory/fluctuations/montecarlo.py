@@ -98,6 +98,8 @@ class MCModel:
         for l in range(1, L + 1):
             self.c[l] = lay.c_gd(self.phi[l - 1], self.delta) + (self.resp[l - 1][0] if l >= 2 else 0.0)
             self.d[l] = lay.d_gd(self.gk[l + 1], self.delta) + (self.resp[l][1] if l <= L - 1 else 0.0)
+        if factor not in ("root", "causal"):
+            raise ValueError(f"factor: unknown value {factor!r}; valid values are ['root', 'causal']")
         make = Root if factor == "root" else lambda k: Causal(k, m=m, p=pa, rcond=rcond)  # noqa: E731
         self.factor = factor
         self.roots_u = {l: make(self.phi[l - 1]) for l in range(2, L + 1)}

@@ -58,6 +58,8 @@ class Model(Protocol):
     delta: torch.Tensor  # (m, P) base training error
     step: float  # eta / P
     exact_update: bool
+    # optional: ``march.solve(xi)`` solves ``t = D t + xi`` exactly in one pass (None or absent:
+    # solved by sweeps); see ``theory.fluctuations.march``
 
     def directions(self) -> Iterator[Directions]: ...
 
