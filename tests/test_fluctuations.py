@@ -118,19 +118,21 @@ def test_lazy_nonlinear_matches_random_networks_at_initialisation():
         assert float((emp / pred[k] - 1).abs().max()) < 0.15, k
 
 
-@pytest.mark.parametrize("march", [True, False])
-def test_montecarlo_equals_exact_on_linear_networks(march):
+@pytest.mark.parametrize("march,precision", [(True, "double"), (False, "double"), (True, "single")])
+def test_montecarlo_equals_exact_on_linear_networks(march, precision):
     """Two implementations of the same equations: the sampled-site machinery (moment-matched
     population, causal-factor tangents, identity in the per-point layout; solved by the time
-    march or by sweeps) with the exact Wick noise reproduces the exact linear method."""
+    march or by sweeps) with the exact Wick noise reproduces the exact linear method; in single
+    precision population products too, to the same tolerance."""
     prob = small(depth=2, gamma0=1.5, steps=5)
     ex = fluctuations(prob, "linear")
-    mc = fluctuations(prob, "montecarlo", solution=ex.solution, population=300, tol=1e-6, march=march)
+    mc = fluctuations(prob, "montecarlo", solution=ex.solution, population=300, tol=1e-6, march=march,
+                      precision=precision)
     assert mc.info["noise"] == "exact" and mc.status is Status.CONVERGED
     for name in ("loss", "f_train", "f_test", "ntk"):
-        assert rel(getattr(mc, name)[1:], getattr(ex, name)[1:]) < 2e-3, name
+        assert rel(getattr(mc, name)[1:], getattr(ex, name)[1:]) < 5e-4, name
     for l in range(2):
-        assert rel(mc.phi[l], ex.phi[l]) < 2e-3 and rel(mc.g[l], ex.g[l]) < 2e-3
+        assert rel(mc.phi[l], ex.phi[l]) < 5e-4 and rel(mc.g[l], ex.g[l]) < 5e-4
 
 
 def test_sampled_noise_agrees_with_the_wick_basis():

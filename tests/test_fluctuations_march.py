@@ -35,8 +35,8 @@ def test_march_equals_the_swept_solve_of_the_same_model(depth, samples, refine):
     prob = tanh_problem(depth)
     sol = solve(prob)
     opts = dict(solution=sol, samples=samples, refine=refine, population=200, seed=1)
-    one = fluctuations(prob, march=True, **opts)
-    swept = fluctuations(prob, march=False, tol=1e-10, max_iterations=400, **opts)
+    one = fluctuations(prob, march=True, precision="double", **opts)
+    swept = fluctuations(prob, march=False, tol=1e-10, max_iterations=400, precision="double", **opts)
     assert one.info["solver"] == "march" and swept.info["solver"] == "iterate"
     assert one.status is Status.CONVERGED and swept.status is Status.CONVERGED
     assert one.iterations == 1 and swept.iterations > 5

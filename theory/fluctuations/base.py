@@ -16,6 +16,8 @@ import time
 from enum import Enum
 from typing import Any
 
+import torch
+
 from .interface import Problem, Solution, solve
 from .result import Fluctuations, nan_result
 
@@ -57,6 +59,10 @@ def default_iterations(problem: Problem) -> int:
     return max(60, 6 * (problem.steps + 1))
 
 
+#: ``precision`` values: the dtype of the Monte Carlo population products.
+PRECISIONS = {"single": torch.float32, "double": torch.float64}
+
+
 def _check_int(name, value, lo):
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise ValueError(f"{name}: must be an integer >= {lo}, got {value!r}")
@@ -78,6 +84,7 @@ def fluctuations(
     refine: int | None = None,
     coarse_population: int | None = None,
     march: bool | None = None,
+    precision: str = "single",
     strict: bool = False,
     progress: bool = False,
     **solve_options: Any,
@@ -97,7 +104,10 @@ def fluctuations(
         every site fully. march (Monte Carlo only): solve the full model's linearised map in one
         exact pass over time (``docs/finite_width.md`` section 9); None (default) where possible
         (the exact update), False iterates sweeps to ``tol`` (the same model, so both agree to
-        the tolerance).
+        the tolerance). precision (Monte Carlo only): the arithmetic of the population-sized
+        products, "single" (default: about 1.4x faster; the variances move by under 1e-3
+        relative, far below their sampling error) or "double"; kernels, factors, responses and
+        the accumulated tangents stay in the solution's precision.
         tol, max_iterations: the linearised solve's relative tolerance (default 1e-8 exact
         methods, 1e-3 Monte Carlo, far below its sampling error) and iteration budget (default
         ``max(60, 6 (T+1))``), for the solves by sweeps. chunk:
@@ -125,6 +135,8 @@ def fluctuations(
         _check_int("coarse_population", coarse_population, 4)
     if march not in (None, True, False):
         raise ValueError(f"march: must be None, True or False, got {march!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: unknown value {precision!r}; valid values are {sorted(PRECISIONS)}")
     if march and update != "exact":
         raise ValueError("march: the one-pass solve needs update='exact'")
     if not isinstance(progress, bool):
@@ -153,7 +165,7 @@ def fluctuations(
                 max_iterations=max_iterations, chunk=chunk, seed=seed)
     if method is Method.MONTECARLO:
         opts.update(refine=refine, coarse_population=coarse_population,
-                    march=update == "exact" if march is None else march)
+                    march=update == "exact" if march is None else march, work=PRECISIONS[precision])
     if method is not Method.LAZY:  # the lazy closed forms are immediate
         opts["progress"] = progress
     if method is Method.LAZY:

@@ -95,10 +95,10 @@ class March:
     def _mul(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``y w^T`` (c, S, b) for sites y (S, a) and a batch w (c, b, a), as one product."""
         c, b, a = w.shape
-        return (y @ w.reshape(c * b, a).mT).reshape(y.shape[0], c, b).transpose(0, 1)
+        return (y @ w.reshape(c * b, a).to(y.dtype).mT).reshape(y.shape[0], c, b).transpose(0, 1)
 
     def _put(self, key: str, rows, cols, val: torch.Tensor) -> None:
-        self.t[key][:, rows, cols] = val + self.xi[key][:, rows, cols]
+        self.t[key][:, rows, cols] = val.to(self.xi[key].dtype) + self.xi[key][:, rows, cols]
 
     def _rhs(self, l: int) -> torch.Tensor:
         t = self.t
@@ -119,14 +119,14 @@ class March:
                       + self._avg(lower.ph[:, r.blk], f["dr"][l - 1][:, :, r.past]))
             md.ident[l].row_a(k, self._rhs(l), self.da[l], self.dbt[l])
             dc = dc + lay.c_gd(t[f"P{l - 1}"], md.delta)[:, r.blk, r.past] + self.da[l][:, r.blk, r.past]
-        dh = self._mul(pop.g[:, r.past], dc) + f["dg"][l][:, :, r.past] @ md.c[l][r.blk, r.past].T
+        dh = self._mul(pop.g[:, r.past], dc) + f["dg"][l][:, :, r.past] @ md.cw[l][r.blk, r.past].T
         if l >= 2:
             dh = dh + f["du"][l][:, :, r.blk]
         self.dh[l] = dh  # this time step's, for the down pass
         f["dph"][l][:, :, r.blk] = pop.a[:, r.blk] * dh
         dph = f["dph"][l]
         val = self._avg(dph[:, :, r.blk], pop.ph[:, r.pre]) + self._avg(pop.ph[:, r.blk], dph[:, :, r.pre])
-        _sym_fill(t[f"P{l}"], r, val + self.xi[f"P{l}"][:, r.blk, r.pre])
+        _sym_fill(t[f"P{l}"], r, val.to(md.dt) + self.xi[f"P{l}"][:, r.blk, r.pre])
         if l == L:
             self._output(k, pop)
 
@@ -140,10 +140,11 @@ class March:
         lead = pop.r[:, :1] * (d_k - d_0) / lay.gamma0
         past = pop.ph[:, : k * pa].reshape(S, k, pa)[:, :, :p]
         dpast = dph[:, :, : k * pa].reshape(dph.shape[0], S, k, pa)[..., :p]
-        drive = torch.einsum("skp,kp->s", past, md.delta[:k])
-        ddrive = torch.einsum("cskp,kp->cs", dpast, md.delta[:k]) + torch.einsum("skp,ckp->cs", past, self.dd[:, :k])
+        delta, dd = md.delta[:k].to(md.work), self.dd[:, :k].to(md.work)
+        drive = torch.einsum("skp,kp->s", past, delta)
+        ddrive = torch.einsum("cskp,kp->cs", dpast, delta) + torch.einsum("skp,ckp->cs", past, dd)
         psi = lead + md.step * (d_k * drive[:, None] + ph_k * ddrive[..., None])
-        self.t["f"][:, k] = psi.mean(1) + self.xi["f"][:, k]
+        self.t["f"][:, k] = psi.mean(1).to(md.dt) + self.xi["f"][:, k]
         self.dd[:, k] = -self.t["f"][:, k, :p]
 
     def _down(self, l: int, k: int, r: _Rows) -> None:
@@ -158,14 +159,14 @@ class March:
             md.ident[l + 1].row_b(k, self._rhs(l + 1), self.da[l + 1], self.dbt[l + 1])
             db = self.dbt[l + 1].mT  # dB^l (c, n, n)
             dd_ = dd_ + lay.d_gd(t[f"G{l + 1}"], md.delta)[:, r.blk, r.pre] + db[:, r.blk, r.pre]
-        dz = self._mul(pop.ph[:, r.pre], dd_) + f["dph"][l][:, :, r.pre] @ md.d[l][r.blk, r.pre].T
+        dz = self._mul(pop.ph[:, r.pre], dd_) + f["dph"][l][:, :, r.pre] @ md.dw[l][r.blk, r.pre].T
         if l <= L - 1:
             dz = dz + f["dr"][l][:, :, r.blk]
         dg = pop.b[:, r.blk] * self.dh[l] + pop.a[:, r.blk] * dz
         f["dg"][l][:, :, r.blk] = dg
         dgl = f["dg"][l]
         val = self._avg(dg, pop.g[:, r.pre]) + self._avg(pop.g[:, r.blk], dgl[:, :, r.pre])
-        _sym_fill(t[f"G{l}"], r, val + self.xi[f"G{l}"][:, r.blk, r.pre])
+        _sym_fill(t[f"G{l}"], r, val.to(md.dt) + self.xi[f"G{l}"][:, r.blk, r.pre])
         if l >= 2:
             self._put(f"X{l}", r.pre, r.blk, self._avg(f["du"][l][:, :, r.pre], pop.g[:, r.blk])
                       + self._avg(pop.u[:, r.pre], dg))

@@ -61,7 +61,8 @@ FULL_CHUNK, COARSE_CHUNK = 16, 64
 class Population:
     """Sites of one layer at the base point: normals, sources and fields, each (S, n)."""
 
-    def __init__(self, model: "MCModel", l: int, count: int, gen: torch.Generator, *, matched: bool):
+    def __init__(self, model: "MCModel", l: int, count: int, gen: torch.Generator, *, matched: bool,
+                 work: torch.dtype | None = None):
         lay, act = model.lay, model.act
         dt = model.phi[0].dtype
         fu = model.roots_u[l].factor if l >= 2 else lay.kx_factor().to(dt)
@@ -76,13 +77,17 @@ class Population:
         self.h, self.z, self.g, self.ph = solve_fields(self.u, self.r, model.c[l], model.d[l], act, lay.pa)
         self.a = act.dphi(self.h)
         self.b = act.ddphi(self.h) * self.z
+        if work is not None and work != dt:  # drawn in the solution's precision, stored in ``work``
+            for k in ("zu", "zr", "u", "r", "h", "z", "g", "ph", "a", "b"):
+                setattr(self, k, getattr(self, k).to(work))
 
 
 class MCModel:
     """:class:`theory.fluctuations.propagate.Model` of a nonlinear network around ``sol``."""
 
     def __init__(self, sol: Solution, *, exact_update: bool, samples: int, population: int,
-                 seed: int, chunk: int, rcond: float = MC_RCOND, factor: str = "root", march: bool = False):
+                 seed: int, chunk: int, rcond: float = MC_RCOND, factor: str = "root", march: bool = False,
+                 work: torch.dtype | None = None, cut: float | None = None):
         self.lay = lay = Layout(sol.problem, p_g=sol.problem.n_points)
         self.act, self.exact_update = sol.problem.activation, exact_update
         self.samples, self.chunk, self.seed = samples, chunk, seed
@@ -100,7 +105,7 @@ class MCModel:
             self.d[l] = lay.d_gd(self.gk[l + 1], self.delta) + (self.resp[l][1] if l <= L - 1 else 0.0)
         if factor not in ("root", "causal"):
             raise ValueError(f"factor: unknown value {factor!r}; valid values are ['root', 'causal']")
-        make = Root if factor == "root" else lambda k: Causal(k, m=m, p=pa, rcond=rcond)  # noqa: E731
+        make = (lambda k: Root(k, cut)) if factor == "root" else lambda k: Causal(k, m=m, p=pa, rcond=rcond)  # noqa: E731
         self.factor = factor
         self.roots_u = {l: make(self.phi[l - 1]) for l in range(2, L + 1)}
         self.roots_r = {l: make(self.gk[l + 1]) for l in range(1, L)}
@@ -109,8 +114,12 @@ class MCModel:
         if population <= self.source_columns():
             raise ValueError(f"population: the moment matching needs more sites per layer than source "
                              f"columns ({self.source_columns()}), got {population}")
+        self.dt, self.work = dt, work or dt
+        self.cw = [None] + [x.to(self.work) for x in self.c[1:]]
+        self.dw = [None] + [x.to(self.work) for x in self.d[1:]]
         gen = torch.Generator().manual_seed(seed)
-        self.pop = [None] + [Population(self, l, population, gen, matched=True) for l in range(1, L + 1)]
+        self.pop = [None] + [Population(self, l, population, gen, matched=True, work=self.work)
+                             for l in range(1, L + 1)]
         self.noise_gen = torch.Generator().manual_seed(seed + 1)
         self.march = March(self) if march else None  # None: solved by sweeps
         self.scales = lay.scales(self.f, self.ntk, [sol.phi_diag(l) for l in range(L)],
@@ -119,8 +128,9 @@ class MCModel:
     def source_columns(self) -> int:
         """Largest number of standard normals per site over the layers (``u`` and ``r`` factors)."""
         lay = self.lay
-        cols_u = lambda l: lay.kx_factor().shape[1] if l == 1 else lay.n  # noqa: E731
-        return max(cols_u(l) + (1 if l == lay.depth else lay.n) for l in range(1, lay.depth + 1))
+        cols_u = lambda l: lay.kx_factor().shape[1] if l == 1 else self.roots_u[l].factor.shape[1]  # noqa: E731
+        cols_r = lambda l: 1 if l == lay.depth else self.roots_r[l].factor.shape[1]  # noqa: E731
+        return max(cols_u(l) + cols_r(l) for l in range(1, lay.depth + 1))
 
     # ------------------------------------------------------------------ integrands
     def _drive(self, ph: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -156,9 +166,9 @@ class MCModel:
         causal forward solve is left to the outer iteration (big products instead of a loop
         over time steps; exact at the fixed point)."""
         pop = self.pop[l]
-        dh = eh if dg_old is None else eh + dg_old @ self.c[l].T
+        dh = eh if dg_old is None else eh + dg_old @ self.cw[l].T
         dph = pop.a * dh
-        dz = ez + dph @ self.d[l].T
+        dz = ez + dph @ self.dw[l].T
         return dph, pop.b * dh + pop.a * dz
 
     def apply(self, s: dict, xi: dict) -> dict:
@@ -167,7 +177,7 @@ class MCModel:
         dd = -s["f"][:, :, : lay.p]
         cur = dict(s)
         resp = lambda l: self.ident[l].tangent(cur[f"X{l}"], cur[f"Y{l - 1}"], cur[f"P{l - 1}"], cur[f"G{l}"])  # noqa: E731
-        out = {}
+        out, w = {}, self.work
         for l in range(1, L + 1):
             pop = self.pop[l]
             dc = lay.c_gd(self.phi[l - 1], dd)
@@ -175,16 +185,16 @@ class MCModel:
             du = dr = None
             if l >= 2:
                 dc = dc + lay.c_gd(cur[f"P{l - 1}"], self.delta) + resp(l)[0]
-                du = pop.zu @ self.roots_u[l].tangent(cur[f"P{l - 1}"]).mT
+                du = pop.zu @ self.roots_u[l].tangent(cur[f"P{l - 1}"]).to(w).mT
             if l <= L - 1:
                 dd_ = dd_ + lay.d_gd(cur[f"G{l + 1}"], self.delta) + resp(l + 1)[1]
-                dr = pop.zr @ self.roots_r[l].tangent(cur[f"G{l + 1}"]).mT
-            eh = pop.g @ dc.mT + (0.0 if du is None else du)
-            ez = pop.ph @ dd_.mT + (0.0 if dr is None else dr)
+                dr = pop.zr @ self.roots_r[l].tangent(cur[f"G{l + 1}"]).to(w).mT
+            eh = pop.g @ dc.to(w).mT + (0.0 if du is None else du)
+            ez = pop.ph @ dd_.to(w).mT + (0.0 if dr is None else dr)
             dph, dg = self._fields_sweep(l, eh, ez, cur.get(f"F{l}"))
             out[f"F{l}"] = cur[f"F{l}"] = dg
-            for key, v in self._averages(l, pop, dph, dg, du, dr, dd).items():
-                out[key] = cur[key] = v + xi[key]
+            for key, v in self._averages(l, pop, dph, dg, du, dr, dd.to(w)).items():
+                out[key] = cur[key] = v.to(self.dt) + xi[key]
         if "f" not in out:
             out["f"] = xi["f"].clone()
         return out
@@ -201,7 +211,7 @@ class MCModel:
             out[f"Y{l}"] = (dph.mT @ pop.r + pop.ph.T @ dr) / S
         if l == L and self.exact_update:
             lay = self.lay
-            delta = self.delta
+            delta = self.delta.to(self.work)
             p4 = pop.ph.reshape(S, lay.m, lay.pa)
             d4 = dph.reshape(*dph.shape[:2], lay.m, lay.pa)
             r = pop.r[:, 0]
@@ -299,8 +309,8 @@ class MCModel:
         (Monte Carlo noise of the population, not an error of the solution)."""
         res = 0.0
         for l in range(1, self.lay.depth + 1):
-            pop, S = self.pop[l], self.pop[l].h.shape[0]
-            for new, old in ((pop.ph.T @ pop.ph / S, self.phi[l]), (pop.g.T @ pop.g / S, self.gk[l])):
+            S, ph, g = self.pop[l].h.shape[0], self.pop[l].ph.to(self.dt), self.pop[l].g.to(self.dt)
+            for new, old in ((ph.T @ ph / S, self.phi[l]), (g.T @ g / S, self.gk[l])):
                 res = max(res, float((new - old).norm() / old.norm()))
         return res
 
@@ -308,7 +318,7 @@ class MCModel:
 def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, population: int,
                     tol: float, max_iterations: int, chunk: int, seed: int,
                     refine: int | None = None, coarse_population: int | None = None, march: bool = False,
-                    progress: bool = False):
+                    work: torch.dtype | None = None, progress: bool = False):
     """``theory.fluctuations`` for a nonlinear network (also runs on linear ones, as a check).
 
     Sampled noise: every one of the ``samples`` sites per layer goes through a control level
@@ -326,13 +336,13 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
     fac = "causal" if update == "exact" else "root"  # the march needs the exact output update
     model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population,
                     seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK), factor=fac,
-                    march=march)
+                    march=march, work=work)
     levels = None
     if two_level:
         if coarse_population is None:  # twice the normals per site: a well-conditioned matching
             coarse_population = max(COARSE_POPULATION, 2 * model.source_columns())
         cheap = MCModel(sol, exact_update=update == "exact", samples=samples, population=coarse_population,
-                        seed=seed + 2, chunk=model.chunk)
+                        seed=seed + 2, chunk=model.chunk, work=work)
         levels = [Level(cheap, samples, COARSE_SWEEPS, model.chunk)]
         levels.append(Level(model, refine, None, min(chunk, FULL_CHUNK)))
     var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations, levels=levels,
@@ -340,6 +350,7 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
     info = {"method": "montecarlo", "update": update, "noise": "exact" if samples is None else "sampled",
             "solver": "march" if march else "iterate",
             "samples": samples, "population": population, "directions": rep.directions,
+            "precision": str(model.work).removeprefix("torch."),
             "refine": refine if two_level else samples,
             "coarse_population": coarse_population if two_level else None,
             "population_residual": model.base_residual(), "standard_error": se,
