@@ -44,30 +44,16 @@ def _root(cov: torch.Tensor, scale: float | None = None):
 
 
 class Root:
-    """Symmetric square root of a PSD kernel (n, n) and its Frechet derivative (Daleckii-Krein).
+    """Symmetric square root of a PSD kernel (n, n) and its Frechet derivative (Daleckii-Krein)."""
 
-    ``cut``: keep only the eigen-directions above ``cut`` times the largest eigenvalue, as ``r``
-    columns: the factor is ``V_r S_r`` (n, r), the sources ``u = V_r S_r zeta`` with ``r``
-    normals, and the tangent is the root's derivative on those normals, ``dR V_r`` (n, r). That
-    is a cheaper, approximate map (the dropped sources have relative size ``sqrt(cut)``); the
-    control level of the two-level estimate uses it, whose error only costs correlation
-    (``docs/finite_width.md`` section 9). Default: the full root (n, n).
-    """
-
-    def __init__(self, cov: torch.Tensor, cut: float | None = None):
+    def __init__(self, cov: torch.Tensor):
         self.vec, s, self.weight = _root(cov)
-        if cut is None:
-            self.factor, self.basis = (self.vec * s) @ self.vec.T, None
-        else:
-            keep = s**2 > cut * float((s**2).max())
-            self.basis = self.vec[:, keep]
-            self.factor = self.basis * s[keep]
+        self.factor = (self.vec * s) @ self.vec.T
 
     def tangent(self, dcov: torch.Tensor) -> torch.Tensor:
-        """``dF`` (c, n, r) for ``dcov`` (c, n, n); ``r = n`` without a cut."""
+        """``dF`` (c, n, n) for ``dcov`` (c, n, n)."""
         v = self.vec
-        dr = v @ (self.weight * (v.T @ dcov @ v))
-        return dr @ v.T if self.basis is None else dr @ (v.T @ self.basis)
+        return v @ (self.weight * (v.T @ dcov @ v)) @ v.T
 
 
 class Causal:

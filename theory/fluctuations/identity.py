@@ -95,6 +95,12 @@ class Identity:
             out = out - self.a @ dg
         return out
 
+    def rhs_block(self, rows: slice, cols: slice, dx, dy, dphi, dg) -> torch.Tensor:
+        """``R[:, rows, cols]`` (c, rows, cols) of :meth:`rhs` without forming the rest: what a
+        march over time needs at one step (dphi, dg not None)."""
+        return (dy[:, rows, cols] - dx[:, rows, cols] + dphi[:, rows, :] @ self.b.mT[:, cols]
+                - self.a[rows, :] @ dg[:, :, cols])
+
     def row_a(self, k: int, rhs: torch.Tensor, da: torch.Tensor, dbt: torch.Tensor) -> None:
         """Row block ``k`` of ``dA`` in place: ``(R + Phi dB^T)[k, <k] G_{<k}^+``; needs ``R`` at
         ``(k, <k)`` and the columns ``< k`` of ``dB^T``."""

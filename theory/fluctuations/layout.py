@@ -72,6 +72,13 @@ class Layout:
         out = k4 * self.mask[:, None, :, None] * dl[..., None, None, :, :]
         return self.a * out.reshape(*out.shape[:-4], self.n, self.n)
 
+    def gd_row(self, kernel: torch.Tensor, delta: torch.Tensor, k: int) -> torch.Tensor:
+        """Row block ``k`` of :meth:`c_gd` (equally :meth:`d_gd`) for ``p_g = P_all``, on the
+        columns of times ``< k`` (the others vanish): (..., P_all, k P_all)."""
+        pa = self.pa
+        dl = self.padded(delta)[..., :k, :].reshape(*delta.shape[:-2], 1, k * pa)
+        return self.a * kernel[..., k * pa : (k + 1) * pa, : k * pa] * dl
+
     def equal_time(self, k: torch.Tensor) -> torch.Tensor:
         """Equal-time blocks (c, m, P_all, P_all) of kernels (c, n, n)."""
         k5 = k.reshape(k.shape[0], self.m, self.pa, self.m, self.pa)

@@ -59,6 +59,7 @@ class March:
         shape = lambda l: (c, *md.ident[l].a.shape)  # noqa: E731
         self.da = {l: torch.zeros(shape(l), dtype=xi["f"].dtype) for l in md.ident}
         self.dbt = {l: torch.zeros(shape(l), dtype=xi["f"].dtype) for l in md.ident}  # square: n x n
+        self.rhs = {l: torch.zeros(shape(l), dtype=xi["f"].dtype) for l in md.ident}  # filled as needed
         for k in range(m):
             r = _Rows(k, lay.pa)
             for l in range(1, L + 1):
@@ -100,15 +101,19 @@ class March:
     def _put(self, key: str, rows, cols, val: torch.Tensor) -> None:
         self.t[key][:, rows, cols] = val.to(self.xi[key].dtype) + self.xi[key][:, rows, cols]
 
-    def _rhs(self, l: int) -> torch.Tensor:
-        t = self.t
-        return self.model.ident[l].rhs(t[f"X{l}"], t[f"Y{l - 1}"], t[f"P{l - 1}"], t[f"G{l}"])
+    def _rhs(self, l: int, rows: slice, cols: slice) -> torch.Tensor:
+        """The identity's right side of layers (l-1, l) on the entries one row step needs, from
+        the current state (earlier entries of the buffer were filled at earlier steps)."""
+        t, buf = self.t, self.rhs[l]
+        buf[:, rows, cols] = self.model.ident[l].rhs_block(rows, cols, t[f"X{l}"], t[f"Y{l - 1}"],
+                                                            t[f"P{l - 1}"], t[f"G{l}"])
+        return buf
 
     # ------------------------------------------------------------------ the two passes
     def _up(self, l: int, k: int, r: _Rows) -> None:
         md, lay, t, f = self.model, self.model.lay, self.t, self.f
         pop, L = md.pop[l], lay.depth
-        dc = lay.c_gd(md.phi[l - 1], self.dd)[:, r.blk, r.past]
+        dc = lay.gd_row(md.phi[l - 1], self.dd, k)  # (c, P_all, k P_all)
         if l >= 2:
             md.roots_u[l].tangent_rows(k, t[f"P{l - 1}"], self.dfu[l])
             f["du"][l][:, :, r.blk] = self._mul(pop.zu, self.dfu[l][:, r.blk, :])
@@ -117,8 +122,8 @@ class March:
             self._put(f"X{l}", r.blk, r.past, self._avg(du_k, pop.g[:, r.past]) + self._avg(pop.u[:, r.blk], f["dg"][l][:, :, r.past]))
             self._put(f"Y{l - 1}", r.blk, r.past, self._avg(f["dph"][l - 1][:, :, r.blk], lower.r[:, r.past])
                       + self._avg(lower.ph[:, r.blk], f["dr"][l - 1][:, :, r.past]))
-            md.ident[l].row_a(k, self._rhs(l), self.da[l], self.dbt[l])
-            dc = dc + lay.c_gd(t[f"P{l - 1}"], md.delta)[:, r.blk, r.past] + self.da[l][:, r.blk, r.past]
+            md.ident[l].row_a(k, self._rhs(l, r.blk, r.past), self.da[l], self.dbt[l])
+            dc = dc + lay.gd_row(t[f"P{l - 1}"], md.delta, k) + self.da[l][:, r.blk, r.past]
         dh = self._mul(pop.g[:, r.past], dc) + f["dg"][l][:, :, r.past] @ md.cw[l][r.blk, r.past].T
         if l >= 2:
             dh = dh + f["du"][l][:, :, r.blk]
@@ -150,15 +155,17 @@ class March:
     def _down(self, l: int, k: int, r: _Rows) -> None:
         md, lay, t, f = self.model, self.model.lay, self.t, self.f
         pop, L = md.pop[l], lay.depth
-        dd_ = lay.d_gd(md.gk[l + 1], self.dd)[:, r.blk, r.pre]
+        dd_ = torch.zeros(self.dd.shape[0], lay.pa, (k + 1) * lay.pa, dtype=self.dd.dtype)
+        dd_[:, :, r.past] = lay.gd_row(md.gk[l + 1], self.dd, k)  # the coupling is strictly causal
         if l <= L - 1:
             md.roots_r[l].tangent_rows(k, t[f"G{l + 1}"], self.dfr[l])
             f["dr"][l][:, :, r.blk] = self._mul(pop.zr, self.dfr[l][:, r.blk, :])
             self._put(f"Y{l}", r.pre, r.blk, self._avg(f["dph"][l][:, :, r.pre], pop.r[:, r.blk])
                       + self._avg(pop.ph[:, r.pre], f["dr"][l][:, :, r.blk]))
-            md.ident[l + 1].row_b(k, self._rhs(l + 1), self.da[l + 1], self.dbt[l + 1])
+            md.ident[l + 1].row_b(k, self._rhs(l + 1, r.pre, r.blk), self.da[l + 1], self.dbt[l + 1])
             db = self.dbt[l + 1].mT  # dB^l (c, n, n)
-            dd_ = dd_ + lay.d_gd(t[f"G{l + 1}"], md.delta)[:, r.blk, r.pre] + db[:, r.blk, r.pre]
+            dd_[:, :, r.past] += lay.gd_row(t[f"G{l + 1}"], md.delta, k)
+            dd_ = dd_ + db[:, r.blk, r.pre]
         dz = self._mul(pop.ph[:, r.pre], dd_) + f["dph"][l][:, :, r.pre] @ md.dw[l][r.blk, r.pre].T
         if l <= L - 1:
             dz = dz + f["dr"][l][:, :, r.blk]

@@ -87,7 +87,7 @@ class MCModel:
 
     def __init__(self, sol: Solution, *, exact_update: bool, samples: int, population: int,
                  seed: int, chunk: int, rcond: float = MC_RCOND, factor: str = "root", march: bool = False,
-                 work: torch.dtype | None = None, cut: float | None = None):
+                 work: torch.dtype | None = None):
         self.lay = lay = Layout(sol.problem, p_g=sol.problem.n_points)
         self.act, self.exact_update = sol.problem.activation, exact_update
         self.samples, self.chunk, self.seed = samples, chunk, seed
@@ -105,7 +105,7 @@ class MCModel:
             self.d[l] = lay.d_gd(self.gk[l + 1], self.delta) + (self.resp[l][1] if l <= L - 1 else 0.0)
         if factor not in ("root", "causal"):
             raise ValueError(f"factor: unknown value {factor!r}; valid values are ['root', 'causal']")
-        make = (lambda k: Root(k, cut)) if factor == "root" else lambda k: Causal(k, m=m, p=pa, rcond=rcond)  # noqa: E731
+        make = Root if factor == "root" else lambda k: Causal(k, m=m, p=pa, rcond=rcond)  # noqa: E731
         self.factor = factor
         self.roots_u = {l: make(self.phi[l - 1]) for l in range(2, L + 1)}
         self.roots_r = {l: make(self.gk[l + 1]) for l in range(1, L)}
