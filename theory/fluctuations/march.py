@@ -44,6 +44,9 @@ class March:
             raise ValueError("march: needs a model with factor='causal' and the exact output update")
         self.model = model
         self._cache: tuple[int, dict] | None = None  # per-site buffers for chunks of one size
+        # the elementwise factors of the field tangents, time-point major (n, S) like the buffers
+        self.a_t = {l: model.pop[l].a.T.contiguous() for l in range(1, model.lay.depth + 1)}
+        self.b_t = {l: model.pop[l].b.T.contiguous() for l in range(1, model.lay.depth + 1)}
 
     def solve(self, xi: dict) -> dict:
         """The solution state (the blocks of ``xi``: P, G, X, Y (c, n, n) and f (c, m, P_all))."""
@@ -70,12 +73,13 @@ class March:
 
     # ------------------------------------------------------------------ helpers
     def _buffers(self, c: int) -> dict:
-        """Zeroed per-site tangent buffers (c, S, n) of each layer, kept between solves of chunks
-        of the same size: ``dph``, ``dg`` (every layer), ``du`` (layers >= 2, whose sources
-        move), ``dr`` (layers <= L - 1)."""
-        md, L = self.model, self.model.lay.depth
+        """Zeroed per-site tangent buffers of each layer, (n, c, S): time-point major, so that a
+        time block is one contiguous slab and every product over the sites is a plain matrix
+        product. Kept between solves of chunks of the same size: ``dph``, ``dg`` (every layer),
+        ``du`` (layers >= 2, whose sources move), ``dr`` (layers <= L - 1)."""
+        md, L, n = self.model, self.model.lay.depth, self.model.lay.n
         if self._cache is None or self._cache[0] != c:
-            z = lambda l: torch.zeros(c, *md.pop[l].h.shape, dtype=md.pop[l].h.dtype)  # noqa: E731
+            z = lambda l: torch.zeros(n, c, md.pop[l].h.shape[0], dtype=md.pop[l].h.dtype)  # noqa: E731
             need = {"dph": range(1, L + 1), "dg": range(1, L + 1), "du": range(2, L + 1), "dr": range(1, L)}
             self._cache = (c, {k: {l: z(l) for l in ls} for k, ls in need.items()})
         for per in self._cache[1].values():
@@ -83,20 +87,27 @@ class March:
                 buf.zero_()
         return self._cache[1]
 
-    def _avg(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``(1/S) a^T b`` (c, i, j) for one of a, b batched (c, S, .) and the other (S, .),
-        as one matrix product over the sites (the directions folded into its rows or columns)."""
+    @staticmethod
+    def _avg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``(1/S) sum_s a(s, i) b(s, j)`` (c, i, j) for one of a, b a buffer slab (., c, S) and
+        the other sites (S, .), as one matrix product (the directions folded into its rows)."""
         if a.ndim == 3:
-            c, s, i = a.shape
-            return (a.transpose(1, 2).reshape(c * i, s) @ b).reshape(c, i, b.shape[1]) / s
-        c, s, j = b.shape
-        return (a.T @ b.transpose(0, 1).reshape(s, c * j)).reshape(a.shape[1], c, j).transpose(0, 1) / s
+            i, c, s = a.shape
+            return (a.reshape(i * c, s) @ b).reshape(i, c, b.shape[1]).transpose(0, 1) / s
+        j, c, s = b.shape
+        return (a.T @ b.reshape(j * c, s).T).reshape(a.shape[1], j, c).permute(2, 0, 1) / s
 
     @staticmethod
     def _mul(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """``y w^T`` (c, S, b) for sites y (S, a) and a batch w (c, b, a), as one product."""
+        """``sum_a w(c, b, a) y(s, a)`` as a slab (b, c, S), for sites y (S, a) and a batch w."""
         c, b, a = w.shape
-        return (y @ w.reshape(c * b, a).to(y.dtype).mT).reshape(y.shape[0], c, b).transpose(0, 1)
+        return (w.transpose(0, 1).reshape(b * c, a).to(y.dtype) @ y.T).reshape(b, c, y.shape[0])
+
+    @staticmethod
+    def _couple(m: torch.Tensor, slab: torch.Tensor) -> torch.Tensor:
+        """``sum_a m(b, a) slab(a, c, S)`` (b, c, S) for a fixed coupling block m."""
+        a, c, s = slab.shape
+        return (m @ slab.reshape(a, c * s)).reshape(m.shape[0], c, s)
 
     def _put(self, key: str, rows, cols, val: torch.Tensor) -> None:
         self.t[key][:, rows, cols] = val.to(self.xi[key].dtype) + self.xi[key][:, rows, cols]
@@ -116,21 +127,21 @@ class March:
         dc = lay.gd_row(md.phi[l - 1], self.dd, k)  # (c, P_all, k P_all)
         if l >= 2:
             md.roots_u[l].tangent_rows(k, t[f"P{l - 1}"], self.dfu[l])
-            f["du"][l][:, :, r.blk] = self._mul(pop.zu, self.dfu[l][:, r.blk, :])
-            du_k = f["du"][l][:, :, r.blk]
+            f["du"][l][r.blk] = self._mul(pop.zu, self.dfu[l][:, r.blk, :])
+            du_k = f["du"][l][r.blk]
             lower = md.pop[l - 1]
-            self._put(f"X{l}", r.blk, r.past, self._avg(du_k, pop.g[:, r.past]) + self._avg(pop.u[:, r.blk], f["dg"][l][:, :, r.past]))
-            self._put(f"Y{l - 1}", r.blk, r.past, self._avg(f["dph"][l - 1][:, :, r.blk], lower.r[:, r.past])
-                      + self._avg(lower.ph[:, r.blk], f["dr"][l - 1][:, :, r.past]))
+            self._put(f"X{l}", r.blk, r.past, self._avg(du_k, pop.g[:, r.past]) + self._avg(pop.u[:, r.blk], f["dg"][l][r.past]))
+            self._put(f"Y{l - 1}", r.blk, r.past, self._avg(f["dph"][l - 1][r.blk], lower.r[:, r.past])
+                      + self._avg(lower.ph[:, r.blk], f["dr"][l - 1][r.past]))
             md.ident[l].row_a(k, self._rhs(l, r.blk, r.past), self.da[l], self.dbt[l])
             dc = dc + lay.gd_row(t[f"P{l - 1}"], md.delta, k) + self.da[l][:, r.blk, r.past]
-        dh = self._mul(pop.g[:, r.past], dc) + f["dg"][l][:, :, r.past] @ md.cw[l][r.blk, r.past].T
+        dh = self._mul(pop.g[:, r.past], dc) + self._couple(md.cw[l][r.blk, r.past], f["dg"][l][r.past])
         if l >= 2:
-            dh = dh + f["du"][l][:, :, r.blk]
-        self.dh[l] = dh  # this time step's, for the down pass
-        f["dph"][l][:, :, r.blk] = pop.a[:, r.blk] * dh
+            dh = dh + f["du"][l][r.blk]
+        self.dh[l] = dh  # this time step's (P_all, c, S), for the down pass
+        f["dph"][l][r.blk] = self.a_t[l][r.blk, None, :] * dh
         dph = f["dph"][l]
-        val = self._avg(dph[:, :, r.blk], pop.ph[:, r.pre]) + self._avg(pop.ph[:, r.blk], dph[:, :, r.pre])
+        val = self._avg(dph[r.blk], pop.ph[:, r.pre]) + self._avg(pop.ph[:, r.blk], dph[r.pre])
         _sym_fill(t[f"P{l}"], r, val.to(md.dt) + self.xi[f"P{l}"][:, r.blk, r.pre])
         if l == L:
             self._output(k, pop)
@@ -139,17 +150,17 @@ class March:
         """``df~(k)``: the tangent of the output integrand's average (``MCModel._averages``)."""
         md, lay = self.model, self.model.lay
         S, pa, p = pop.h.shape[0], lay.pa, lay.p
-        dph = self.f["dph"][lay.depth]
-        d_k, d_0 = dph[:, :, k * pa : (k + 1) * pa], dph[:, :, :pa]
-        ph_k = pop.ph[:, k * pa : (k + 1) * pa]
-        lead = pop.r[:, :1] * (d_k - d_0) / lay.gamma0
+        dph = self.f["dph"][lay.depth]  # (n, c, S)
+        d_k, d_0 = dph[k * pa : (k + 1) * pa], dph[:pa]
+        ph_k = pop.ph[:, k * pa : (k + 1) * pa].T[:, None, :]  # (P_all, 1, S)
+        lead = pop.r[:, 0] * (d_k - d_0) / lay.gamma0
         past = pop.ph[:, : k * pa].reshape(S, k, pa)[:, :, :p]
-        dpast = dph[:, :, : k * pa].reshape(dph.shape[0], S, k, pa)[..., :p]
+        dpast = dph[: k * pa].reshape(k, pa, dph.shape[1], S)[:, :p]
         delta, dd = md.delta[:k].to(md.work), self.dd[:, :k].to(md.work)
         drive = torch.einsum("skp,kp->s", past, delta)
-        ddrive = torch.einsum("cskp,kp->cs", dpast, delta) + torch.einsum("skp,ckp->cs", past, dd)
-        psi = lead + md.step * (d_k * drive[:, None] + ph_k * ddrive[..., None])
-        self.t["f"][:, k] = psi.mean(1).to(md.dt) + self.xi["f"][:, k]
+        ddrive = torch.einsum("kpcs,kp->cs", dpast, delta) + torch.einsum("skp,ckp->cs", past, dd)
+        psi = lead + md.step * (d_k * drive + ph_k * ddrive)  # (P_all, c, S)
+        self.t["f"][:, k] = psi.mean(-1).T.to(md.dt) + self.xi["f"][:, k]
         self.dd[:, k] = -self.t["f"][:, k, :p]
 
     def _down(self, l: int, k: int, r: _Rows) -> None:
@@ -159,21 +170,21 @@ class March:
         dd_[:, :, r.past] = lay.gd_row(md.gk[l + 1], self.dd, k)  # the coupling is strictly causal
         if l <= L - 1:
             md.roots_r[l].tangent_rows(k, t[f"G{l + 1}"], self.dfr[l])
-            f["dr"][l][:, :, r.blk] = self._mul(pop.zr, self.dfr[l][:, r.blk, :])
-            self._put(f"Y{l}", r.pre, r.blk, self._avg(f["dph"][l][:, :, r.pre], pop.r[:, r.blk])
-                      + self._avg(pop.ph[:, r.pre], f["dr"][l][:, :, r.blk]))
+            f["dr"][l][r.blk] = self._mul(pop.zr, self.dfr[l][:, r.blk, :])
+            self._put(f"Y{l}", r.pre, r.blk, self._avg(f["dph"][l][r.pre], pop.r[:, r.blk])
+                      + self._avg(pop.ph[:, r.pre], f["dr"][l][r.blk]))
             md.ident[l + 1].row_b(k, self._rhs(l + 1, r.pre, r.blk), self.da[l + 1], self.dbt[l + 1])
             db = self.dbt[l + 1].mT  # dB^l (c, n, n)
             dd_[:, :, r.past] += lay.gd_row(t[f"G{l + 1}"], md.delta, k)
             dd_ = dd_ + db[:, r.blk, r.pre]
-        dz = self._mul(pop.ph[:, r.pre], dd_) + f["dph"][l][:, :, r.pre] @ md.dw[l][r.blk, r.pre].T
+        dz = self._mul(pop.ph[:, r.pre], dd_) + self._couple(md.dw[l][r.blk, r.pre], f["dph"][l][r.pre])
         if l <= L - 1:
-            dz = dz + f["dr"][l][:, :, r.blk]
-        dg = pop.b[:, r.blk] * self.dh[l] + pop.a[:, r.blk] * dz
-        f["dg"][l][:, :, r.blk] = dg
+            dz = dz + f["dr"][l][r.blk]
+        dg = self.b_t[l][r.blk, None, :] * self.dh[l] + self.a_t[l][r.blk, None, :] * dz
+        f["dg"][l][r.blk] = dg
         dgl = f["dg"][l]
-        val = self._avg(dg, pop.g[:, r.pre]) + self._avg(pop.g[:, r.blk], dgl[:, :, r.pre])
+        val = self._avg(dg, pop.g[:, r.pre]) + self._avg(pop.g[:, r.blk], dgl[r.pre])
         _sym_fill(t[f"G{l}"], r, val.to(md.dt) + self.xi[f"G{l}"][:, r.blk, r.pre])
         if l >= 2:
-            self._put(f"X{l}", r.pre, r.blk, self._avg(f["du"][l][:, :, r.pre], pop.g[:, r.blk])
+            self._put(f"X{l}", r.pre, r.blk, self._avg(f["du"][l][r.pre], pop.g[:, r.blk])
                       + self._avg(pop.u[:, r.pre], dg))
