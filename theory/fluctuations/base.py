@@ -79,7 +79,7 @@ def fluctuations(
     population: int = 1000,
     tol: float | None = None,
     max_iterations: int | None = None,
-    chunk: int = 64,
+    chunk: int = 256,
     seed: int = 0,
     refine: int | None = None,
     coarse_population: int | None = None,
@@ -99,11 +99,12 @@ def fluctuations(
         that estimate the linearised map (default 1000). refine, coarse_population (Monte Carlo
         only): the two-level estimate of the sampled noise (``docs/finite_width.md`` section 9)
         solves every sampled site with a control level of ``coarse_population`` sites (default
-        64 or twice the normals per site, up to ``4 n``, n = (T+1) P_all) and two sweeps, and the
-        first ``refine`` per layer (default 64) with the full model; ``refine >= samples`` solves
-        every site fully. march (Monte Carlo only): solve the full model's linearised map in one
-        exact pass over time (``docs/finite_width.md`` section 9); None (default) where possible
-        (the exact update), False iterates sweeps to ``tol`` (the same model, so both agree to
+        144 or twice the normals per site, up to ``4 n``, n = (T+1) P_all), solved like the full
+        model (two fixed sweeps for the first-order update), and the first ``refine`` per layer
+        (default 32) with the full model; ``refine >= samples`` solves every site fully. march
+        (Monte Carlo only): solve the linearised map in one exact pass over time
+        (``docs/finite_width.md`` section 9); None (default) where possible (the exact update),
+        False iterates sweeps to ``tol`` (the same models, so both agree to
         the tolerance). precision (Monte Carlo only): the arithmetic of the population-sized
         products, "single" (default: about 1.4x faster; the variances move by under 1e-3
         relative, far below their sampling error) or "double"; kernels, factors, responses and
@@ -111,7 +112,8 @@ def fluctuations(
         tol, max_iterations: the linearised solve's relative tolerance (default 1e-8 exact
         methods, 1e-3 Monte Carlo, far below its sampling error) and iteration budget (default
         ``max(60, 6 (T+1))``), for the solves by sweeps. chunk:
-        noise directions solved together. seed: random numbers of the sampled parts. With
+        noise directions solved together (default 256; the Monte Carlo levels take at most 64
+        full and 128 control directions at a time). seed: random numbers of the sampled parts. With
         ``strict=True`` a result whose status is not ok raises :class:`theory.SolverError`.
         ``progress=True`` prints one line per solved chunk of directions (and the Monte Carlo
         solve's own lines when the solution is computed here).
