@@ -94,7 +94,8 @@ def fluctuations(
     update: "exact" (gradient descent with step eta, default) or "first_order"; must match the
         solution's. solution: the infinite-width solution to linearise around (default:
         ``theory.solve(problem, update=update, **solve_options)``; the NTK scheme for "lazy").
-    samples: sampled single sites per layer for the noise (Monte Carlo default 1000; the linear
+    samples: sampled single sites per layer for the noise (Monte Carlo default 2000 / L, 1000 at
+        L = 2: the standard errors depend on the total over the layers; the linear
         method uses its exact Wick basis unless given). population: Monte Carlo sites per layer
         that estimate the linearised map (default 1000). refine, coarse_population (Monte Carlo
         only): the two-level estimate of the sampled noise (``docs/finite_width.md`` section 9)

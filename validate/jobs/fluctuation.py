@@ -90,7 +90,8 @@ class FluctuationTask:
     def cost(self) -> float:
         """Rough multiply-adds: a Monte Carlo prediction is a few Monte Carlo solves."""
         p, n = self.problem, (self.problem.steps + 1) * self.problem.n_points
-        return 0.0 if self.method == "lazy" else 1000.0 * float(self.options.get("samples") or 1000) * n * n * p.depth
+        samples = float(self.options.get("samples") or 2000.0 / p.depth)  # the default: 2000 over the layers
+        return 0.0 if self.method == "lazy" else 1000.0 * samples * n * n * p.depth
 
     def payload(self):
         s = self.solve
