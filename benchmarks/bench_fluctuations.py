@@ -9,9 +9,9 @@
    every step, the NTK entries and the equal-time kernels, and ``N Var`` constant across widths.
 3. Cost: time of ``fluctuations(problem)`` over the time of ``solve(problem)``, both with default
    options, on deep tanh problems of several sizes; target <= 10. Each time is the best of a few
-   runs (interleaved, so that both see the same load). ``--before`` also times the previous
+   runs (interleaved, so that both see the same load). ``--before`` also times the first
    defaults (every sampled site solved by the full model, population 2000, tol 1e-4) on 64 sites
-   per layer and scales to the default 1000 (the cost is linear in the sites).
+   per layer and scales to the default sites per layer (the cost is linear in the sites).
 
 Run it with one thread and ``nice`` on a shared machine; timings under load are upper bounds.
 Ensembles are cached (``--cache``) because they are the expensive part.
@@ -122,14 +122,18 @@ def cost(name: str, prob: Problem, repeats: int, before: bool) -> None:
     ts, tf = min(t_solve), min(t_fl)
     print(f"   {name}: solve {ts:.2f} s, fluctuations {tf:.1f} s = {tf / ts:.1f} solves "
           f"(load {os.getloadavg()[0]:.1f}); {fl.info['directions']} full + {fl.info['samples'] * prob.depth} "
-          f"control directions, full model "
-          f"{'by the one-pass march' if fl.info.get('solver') == 'march' else f'{fl.iterations} sweeps'}; "
+          f"control directions, "
+          f"{'both levels by the one-pass march' if fl.info.get('solver') == 'march' else f'full model {fl.iterations} sweeps'}"
+          f", {fl.info.get('precision')} population products; "
           f"median relative SE: {relative_se(fl)}")
     if before:
         sol = solve(prob)
-        old, t = timed(lambda: fluctuations(prob, solution=sol, samples=64, refine=64, population=2000, tol=1e-4))
-        t_old = t * 1000 / 64
-        print(f"      previous defaults: ~{t_old:.0f} s = ~{t_old / ts:.0f} solves (64 sites per layer, scaled to 1000)")
+        old, t = timed(lambda: fluctuations(prob, solution=sol, samples=64, refine=64, population=2000, tol=1e-4,
+                                            march=False, precision="double"))
+        per_layer = fl.info["samples"]
+        t_old = t * per_layer / 64
+        print(f"      first defaults: ~{t_old:.0f} s = ~{t_old / ts:.0f} solves (64 sites per layer, scaled to "
+              f"{per_layer})")
 
 
 def costs(quick: bool, before: bool) -> None:
@@ -159,7 +163,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer seeds and samples (minutes)")
     ap.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "dmft_validate"))
-    ap.add_argument("--before", action="store_true", help="also time the previous defaults (scaled)")
+    ap.add_argument("--before", action="store_true", help="also time the first defaults (scaled)")
     ap.add_argument("--only", choices=("whitened", "networks", "cost"), help="run one section")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
