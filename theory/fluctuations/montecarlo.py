@@ -16,10 +16,13 @@ is the population average of the pathwise tangent of each sample: the sources mo
 tangent of the factor, the couplings through the tangents of the responses (``theory.fluctuations.identity``), the
 kernels and ``Delta``, and the fields by the forward solve of their tangent. The noise ``kappa``
 is sampled with ``samples`` fresh sites per layer, centred per layer, and estimated in two levels
-(``docs/finite_width.md`` section 9): a cheap control model (a small population, two sweeps) on
-every site, the full model on the first ``refine``, solved in one pass over time
-(``theory.fluctuations.march``) or by sweeps (``march=False``, the first-order update). ReLU's ``phi''`` is a delta
-function that the pathwise tangent of ``g = phi'(h) z`` misses (as in the solver's responses).
+(``docs/finite_width.md`` section 9): the same model at a small population on every site, the
+full one on the first ``refine``, both solved in one pass over time
+(``theory.fluctuations.march``), or by sweeps (``march=False``; the first-order update, whose
+control takes a fixed two). The population-sized products run in the ``work`` dtype (single
+precision by default for the exact update), everything else in the solution's. ReLU's ``phi''``
+is a delta function that the pathwise tangent of ``g = phi'(h) z`` misses (as in the solver's
+responses).
 """
 
 from __future__ import annotations
