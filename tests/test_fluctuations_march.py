@@ -38,6 +38,8 @@ def test_march_equals_the_swept_solve_of_the_same_model(depth, samples, refine):
     one = fluctuations(prob, march=True, precision="double", **opts)
     swept = fluctuations(prob, march=False, tol=1e-10, max_iterations=400, precision="double", **opts)
     assert one.info["solver"] == "march" and swept.info["solver"] == "iterate"
+    if refine < samples:  # both levels are solved the same way
+        assert one.info["control_solver"] == "march" and swept.info["control_solver"] == "iterate"
     assert one.status is Status.CONVERGED and swept.status is Status.CONVERGED
     assert one.iterations == 1 and swept.iterations > 5
     assert _worst(one, swept) < 1e-7
@@ -49,7 +51,9 @@ def test_march_is_the_default_for_the_exact_update_only():
     assert fluctuations(prob, solution=sol, samples=20, refine=20, population=200).info["solver"] == "march"
     first = solve(prob, update="first_order")
     fo = fluctuations(prob, solution=first, update="first_order", samples=20, refine=20, population=200)
-    assert fo.info["solver"] == "iterate"
+    assert fo.info["solver"] == "iterate" and fo.info["control_solver"] is None  # refine = samples
+    fo2 = fluctuations(prob, solution=first, update="first_order", samples=20, refine=10, population=200)
+    assert fo2.info["control_solver"] == "2 sweeps"
     with pytest.raises(ValueError, match="march"):
         fluctuations(prob, solution=first, update="first_order", march=True)
     with pytest.raises(ValueError, match="march"):

@@ -368,6 +368,8 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
             "precision": str(model.work).removeprefix("torch."),
             "refine": refine if two_level else samples,
             "coarse_population": coarse_population if two_level else None,
+            "control_solver": None if not two_level else "march" if march else
+            "iterate" if update == "exact" else f"{COARSE_SWEEPS} sweeps",
             "population_residual": model.base_residual(), "standard_error": se,
             "timings": {"propagate": time.perf_counter() - t0}}
     status = Status.CONVERGED if rep.converged else Status.MAX_ITERATIONS
