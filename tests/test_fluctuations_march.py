@@ -85,3 +85,13 @@ def test_causal_factor_is_a_causal_factor_with_a_causal_tangent():
     late[:, (k + 1) * p :, :] += 1.0
     late[:, :, (k + 1) * p :] += 1.0
     assert torch.equal(fac.tangent(late)[:, : (k + 1) * p], df[:, : (k + 1) * p])
+
+
+def test_chunks_are_capped_by_memory():
+    """A direction chunk never asks for more than the memory caps allow, and at least 1."""
+    from theory.fluctuations.montecarlo import BUFFER_ELEMENTS, FULL_CHUNK, full_chunk
+
+    assert full_chunk(256, 36, 1000) == FULL_CHUNK
+    assert full_chunk(256, 1020, 1000) == BUFFER_ELEMENTS // (1020 * 1000)
+    assert full_chunk(256, 10**5, 10**4) == 1
+    assert full_chunk(3, 36, 1000) == 3

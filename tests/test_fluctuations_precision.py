@@ -30,3 +30,4 @@ def test_precision_defaults_and_errors():
     assert fo.info["precision"] == "float64"  # its sweeps stall above tol in single precision
     with pytest.raises(ValueError, match="precision"):
         fluctuations(prob, solution=first, update="first_order", precision="half")
+

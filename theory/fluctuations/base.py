@@ -59,6 +59,9 @@ def default_iterations(problem: Problem) -> int:
     return max(60, 6 * (problem.steps + 1))
 
 
+#: Largest number of entries of one tangent block (chunk, n, n) (256 MiB in double precision):
+#: caps ``chunk`` on long trajectories with many points.
+STATE_ELEMENTS = 1 << 25
 #: ``precision`` values: the dtype of the Monte Carlo population products.
 PRECISIONS = {"single": torch.float32, "double": torch.float64}
 
@@ -116,7 +119,8 @@ def fluctuations(
         methods, 1e-3 Monte Carlo, far below its sampling error) and iteration budget (default
         ``max(60, 6 (T+1))``), for the solves by sweeps. chunk:
         noise directions solved together (default 256; the Monte Carlo levels take at most 64
-        full and 128 control directions at a time). seed: random numbers of the sampled parts. With
+        full and 128 control directions at a time, and every chunk is capped so that one
+        tangent block holds at most 2^25 entries). seed: random numbers of the sampled parts. With
         ``strict=True`` a result whose status is not ok raises :class:`theory.SolverError`.
         ``progress=True`` prints one line per solved chunk of directions (and the Monte Carlo
         solve's own lines when the solution is computed here).
@@ -168,8 +172,9 @@ def fluctuations(
         return fl.raise_for_status() if strict else fl
     if tol is None:
         tol = TOL_MC if method is Method.MONTECARLO else TOL_EXACT
+    n = (problem.steps + 1) * problem.n_points  # a tangent block is (chunk, n, n)
     opts = dict(update=update, samples=samples, population=population, tol=float(tol),
-                max_iterations=max_iterations, chunk=chunk, seed=seed)
+                max_iterations=max_iterations, chunk=max(1, min(chunk, STATE_ELEMENTS // n**2)), seed=seed)
     if method is Method.MONTECARLO:
         opts.update(refine=refine, coarse_population=coarse_population,
                     march=update == "exact" if march is None else march, work=PRECISIONS[precision])

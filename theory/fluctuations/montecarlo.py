@@ -68,6 +68,9 @@ REFINE, COARSE_POPULATION, COARSE_SWEEPS = 32, 144, 2
 #: overhead is shared by a chunk: 64 full directions run 1.4x faster than 16, 128 control ones
 #: 1.2x faster than 64).
 FULL_CHUNK, COARSE_CHUNK = 64, 128
+#: Largest number of entries of one per-site tangent buffer of the full model's march
+#: (n, chunk, population) (64 MiB in single precision): caps its chunk on large problems.
+BUFFER_ELEMENTS = 1 << 24
 
 
 class Population:
@@ -327,6 +330,12 @@ class MCModel:
         return res
 
 
+def full_chunk(chunk: int, n: int, population: int) -> int:
+    """Directions the full model solves together: ``chunk``, at most ``FULL_CHUNK`` and
+    ``BUFFER_ELEMENTS / (n population)``, at least 1."""
+    return max(1, min(chunk, FULL_CHUNK, BUFFER_ELEMENTS // (n * population)))
+
+
 def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, population: int,
                     tol: float, max_iterations: int, chunk: int, seed: int,
                     refine: int | None = None, coarse_population: int | None = None, march: bool = False,
@@ -347,9 +356,10 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
     refine = REFINE if refine is None else refine
     two_level = samples is not None and refine < samples  # exact noise needs no estimate
     fac = "causal" if update == "exact" else "root"  # the march needs the exact output update
-    model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population,
-                    seed=seed, chunk=min(chunk, COARSE_CHUNK if two_level else FULL_CHUNK), factor=fac,
-                    march=march, work=work)
+    n = (sol.problem.steps + 1) * sol.problem.n_points
+    model = MCModel(sol, exact_update=update == "exact", samples=samples, population=population, seed=seed,
+                    chunk=min(chunk, COARSE_CHUNK) if two_level else full_chunk(chunk, n, population),
+                    factor=fac, march=march, work=work)
     levels = None
     if two_level:
         if coarse_population is None:  # twice the normals per site: a well-conditioned matching
@@ -359,7 +369,7 @@ def mc_fluctuations(sol: Solution, *, update: str, samples: int | None, populati
         cheap = MCModel(sol, exact_update=update == "exact", samples=samples, population=coarse_population,
                         seed=seed + 2, chunk=model.chunk, work=work, factor=fac, march=march)
         levels = [Level(cheap, samples, None if update == "exact" else COARSE_SWEEPS, model.chunk)]
-        levels.append(Level(model, refine, None, min(chunk, FULL_CHUNK)))
+        levels.append(Level(model, refine, None, full_chunk(chunk, n, population)))
     var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations, levels=levels,
                                   progress=progress)
     info = {"method": "montecarlo", "update": update, "noise": "exact" if samples is None else "sampled",
