@@ -13,9 +13,11 @@ backward ones down (docs/theory.md section 2):
                     dg(k), dG^l(k, <=k), dX^l(<=k, k)
 
 where ``dC``, ``dD`` are the coupling tangents of :meth:`MCModel.apply` and each entry also gets
-its noise ``xi``. It equals the converged iteration of the same model (tested); its flops are
-about half a sweep's, in products one time block wide, so it takes about 3-4 sweeps' time
-against 8-13 sweeps for the iteration. Exact output update only.
+its noise ``xi``. It equals the converged iteration of the same model (tested). Each step forms
+only the rows it needs, and the per-site tangents are stored time-point major (n, c, S), so
+every average over the sites is one plain matrix product: about one sweep's time (6.5 ms per
+direction at L = 3, T = 8, population 1000, single precision) against 8-13 sweeps for the
+iteration. Exact output update only.
 """
 
 from __future__ import annotations
