@@ -15,7 +15,7 @@ backward ones down (docs/theory.md section 2):
 where ``dC``, ``dD`` are the coupling tangents of :meth:`MCModel.apply` and each entry also gets
 its noise ``xi``. It equals the converged iteration of the same model (tested). Each step forms
 only the rows it needs, and the per-site tangents are stored time-point major (n, c, S), so
-every average over the sites is one plain matrix product: about one sweep's time (6.5 ms per
+every average over the sites is one plain matrix product: one to two sweeps' time (6.5 ms per
 direction at L = 3, T = 8, population 1000, single precision) against 8-13 sweeps for the
 iteration. Exact output update only.
 """
