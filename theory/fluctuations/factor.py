@@ -43,6 +43,11 @@ def _root(cov: torch.Tensor, scale: float | None = None):
     return vec, s, weight
 
 
+def _root_tangent(vec: torch.Tensor, weight: torch.Tensor, dcov: torch.Tensor) -> torch.Tensor:
+    """Daleckii-Krein derivative of the root ``vec diag(s) vec^T`` along ``dcov`` (c, n, n)."""
+    return vec @ (weight * (vec.T @ dcov @ vec)) @ vec.T
+
+
 class Root:
     """Symmetric square root of a PSD kernel (n, n) and its Frechet derivative (Daleckii-Krein)."""
 
@@ -52,8 +57,7 @@ class Root:
 
     def tangent(self, dcov: torch.Tensor) -> torch.Tensor:
         """``dF`` (c, n, n) for ``dcov`` (c, n, n)."""
-        v = self.vec
-        return v @ (self.weight * (v.T @ dcov @ v)) @ v.T
+        return _root_tangent(self.vec, self.weight, dcov)
 
 
 class Causal:
@@ -94,7 +98,7 @@ class Causal:
             ds = ds - dreg @ self.cov[past, b] - reg @ dcov[:, past, b]
             df[:, b, past] = dreg @ self.factor[past, past] + reg @ df[:, past, past]
         vec, _, weight = self.roots[k]
-        df[:, b, b] = vec @ (weight * (vec.T @ ds @ vec)) @ vec.T
+        df[:, b, b] = _root_tangent(vec, weight, ds)
 
     def tangent(self, dcov: torch.Tensor) -> torch.Tensor:
         """``dF`` (c, n, n) for ``dcov`` (c, n, n), row block by row block."""

@@ -88,18 +88,17 @@ class Identity:
 
     def rhs(self, dx, dy, dphi, dg) -> torch.Tensor:
         """``R = dY - dX + dPhi B^T - A dG`` (c, n_phi, n_g); dphi, dg may be None (zero)."""
-        out = dy - dx
-        if dphi is not None:
-            out = out + dphi @ self.b.mT
-        if dg is not None:
-            out = out - self.a @ dg
-        return out
+        return self.rhs_block(slice(None), slice(None), dx, dy, dphi, dg)
 
     def rhs_block(self, rows: slice, cols: slice, dx, dy, dphi, dg) -> torch.Tensor:
-        """``R[:, rows, cols]`` (c, rows, cols) of :meth:`rhs` without forming the rest: what a
-        march over time needs at one step (dphi, dg not None)."""
-        return (dy[:, rows, cols] - dx[:, rows, cols] + dphi[:, rows, :] @ self.b.mT[:, cols]
-                - self.a[rows, :] @ dg[:, :, cols])
+        """``R[:, rows, cols]`` (c, rows, cols) of :meth:`rhs` without forming the rest (what a
+        march over time needs at one step); dphi, dg may be None (zero)."""
+        out = dy[:, rows, cols] - dx[:, rows, cols]
+        if dphi is not None:
+            out = out + dphi[:, rows, :] @ self.b.mT[:, cols]
+        if dg is not None:
+            out = out - self.a[rows, :] @ dg[:, :, cols]
+        return out
 
     def row_a(self, k: int, rhs: torch.Tensor, da: torch.Tensor, dbt: torch.Tensor) -> None:
         """Row block ``k`` of ``dA`` in place: ``(R + Phi dB^T)[k, <k] G_{<k}^+``; needs ``R`` at

@@ -175,8 +175,8 @@ def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Lev
             kind = "control" if level.model is not model else "sampled" if d.centred else "exact"
             solved[d.group, kind] = solved.get((d.group, kind), 0) + v_count(state)
             count = f"{solved[d.group, kind]}" + (f"/{level.count}" if level.count else "")
-            how = (f"{it} fixed sweeps" if level.sweeps is not None else
-                   f"{it} sweeps, change {change:.1e} (tol {tol:.0e})")
+            how = (f"{it} fixed sweeps" if level.sweeps is not None else "one-pass march" if direct is not None
+                   else f"{it} sweeps, change {change:.1e} (tol {tol:.0e})")
             print(f"[fluctuations] layer {d.group} {kind} {count} directions: {how}, "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
         return level.model.observables(t)
