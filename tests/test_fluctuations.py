@@ -188,8 +188,9 @@ def test_input_errors_name_the_field():
 
 
 def test_progress_reports_every_solved_direction(capsys):
-    """One line per solved chunk; the last count of each layer adds up to the directions solved."""
-    fl = fluctuations(small(), chunk=16, progress=True)
+    """One line per solved chunk; the last count of each layer adds up to the directions solved
+    (sweeps: per layer; the march takes the exact directions of all layers together)."""
+    fl = fluctuations(small(), chunk=16, progress=True, march=False)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[fluctuations]")]
     last = {}
     for ln in lines:
@@ -198,6 +199,10 @@ def test_progress_reports_every_solved_direction(capsys):
         last[layer] = int(count)
     assert set(last) == {"1", "2"} and sum(last.values()) == fl.info["directions"]
     assert len(lines) >= 2 * 2  # more than one chunk per layer at chunk=16
+    fl = fluctuations(small(), chunk=16, progress=True)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[fluctuations]")]
+    assert all(ln.split()[1:4] == ["all", "layers", "exact"] and "march" in ln for ln in lines)
+    assert int(lines[-1].split()[4]) == fl.info["directions"] and len(lines) == -(-fl.info["directions"] // 16)
     fluctuations(small(), chunk=16)
     assert "[fluctuations]" not in capsys.readouterr().out
 

@@ -24,8 +24,13 @@ from .result import Fluctuations, nan_result
 
 #: Default relative tolerances of the linearised solve. The Monte Carlo estimate carries sampling
 #: errors of a few per cent; at 1e-3 the tangents are within ~5e-4 of a 1e-9 solve (measured,
-#: deep tanh), two sweeps fewer than 1e-4. The exact linear method reaches round-off.
-TOL_EXACT, TOL_MC = 1e-8, 1e-3
+#: deep tanh), two sweeps fewer than 1e-4. The linear method's sweeps go to 1e-8; its one-pass
+#: march is checked by a sweep of the closed-form map on random combinations of the solutions
+#: (measured change 3e-5 to 2e-4 at L = 2, 3, T = 8, 16; the variances agree with the sweeps'
+#: to 6e-5 at T = 8 and 9e-4 at T = 16, a limit set by the near-singular kernels of linear
+#: networks, whose smallest eigenvalues both solvers cut at 1e-10), and polished by sweeps
+#: where that change passes 1e-3.
+TOL_EXACT, TOL_MC, TOL_MARCH = 1e-8, 1e-3, 1e-3
 
 
 class Method(str, Enum):
@@ -106,17 +111,19 @@ def fluctuations(
         144 or twice the normals per site, up to ``4 n``, n = (T+1) P_all), solved like the full
         model (two fixed sweeps for the first-order update), and the first ``refine`` per layer
         (default 32) with the full model; ``refine >= samples`` solves every site fully. march
-        (Monte Carlo only): solve the linearised map in one exact pass over time
-        (``docs/finite_width.md`` section 9); None (default) where possible (the exact update),
-        False iterates sweeps to ``tol`` (the same models, so both agree to
-        the tolerance). precision (Monte Carlo only): the arithmetic of the population-sized
+        (Monte Carlo and linear): solve the linearised map in one pass over time
+        (``docs/finite_width.md`` sections 5 and 9); None (default) where possible (the exact
+        update), False iterates sweeps to ``tol`` (the same models, so both agree to the
+        tolerance). The linear method's march runs over exact quadrature sites and is checked
+        by a sweep of its closed-form map; a chunk whose check fails ``tol`` is polished by sweeps. precision (Monte Carlo only): the arithmetic of the population-sized
         products, "single" (the default for the exact update: 1.3-1.7x faster; the variances move
         by under 1e-3 relative, far below their sampling error) or "double" (the default for the
         first-order update, whose sweeps with the symmetric-root factor stall above ``tol`` in
         single precision at depth 3); kernels, factors, responses and the accumulated tangents
         stay in the solution's precision.
-        tol, max_iterations: the linearised solve's relative tolerance (default 1e-8 exact
-        methods, 1e-3 Monte Carlo, far below its sampling error) and iteration budget (default
+        tol, max_iterations: the linearised solve's relative tolerance (default 1e-3 for Monte
+        Carlo, far below its sampling error, and for the linear march's check; 1e-8 for the linear
+        sweeps) and iteration budget (default
         ``max(60, 6 (T+1))``), for the solves by sweeps. chunk:
         noise directions solved together (default 256; the Monte Carlo levels take at most 64
         full and 128 control directions at a time, and every chunk is capped so that one
@@ -170,14 +177,16 @@ def fluctuations(
     if not solution.ok:
         fl = nan_result(problem, solution, method.value)
         return fl.raise_for_status() if strict else fl
+    march = update == "exact" if march is None else march
     if tol is None:
-        tol = TOL_MC if method is Method.MONTECARLO else TOL_EXACT
+        tol = TOL_MC if method is Method.MONTECARLO else TOL_MARCH if method is Method.LINEAR and march else TOL_EXACT
     n = (problem.steps + 1) * problem.n_points  # a tangent block is (chunk, n, n)
     opts = dict(update=update, samples=samples, population=population, tol=float(tol),
                 max_iterations=max_iterations, chunk=max(1, min(chunk, STATE_ELEMENTS // n**2)), seed=seed)
     if method is Method.MONTECARLO:
-        opts.update(refine=refine, coarse_population=coarse_population,
-                    march=update == "exact" if march is None else march, work=PRECISIONS[precision])
+        opts.update(refine=refine, coarse_population=coarse_population, march=march, work=PRECISIONS[precision])
+    if method is Method.LINEAR:
+        opts.update(march=march)
     if method is not Method.LAZY:  # the lazy closed forms are immediate
         opts["progress"] = progress
     if method is Method.LAZY:

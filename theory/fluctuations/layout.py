@@ -72,12 +72,26 @@ class Layout:
         out = k4 * self.mask[:, None, :, None] * dl[..., None, None, :, :]
         return self.a * out.reshape(*out.shape[:-4], self.n, self.n)
 
-    def gd_row(self, kernel: torch.Tensor, delta: torch.Tensor, k: int) -> torch.Tensor:
-        """Row block ``k`` of :meth:`c_gd` (equally :meth:`d_gd`) for ``p_g = P_all``, on the
-        columns of times ``< k`` (the others vanish): (..., P_all, k P_all)."""
+    def c_row(self, phi: torch.Tensor, delta: torch.Tensor, k: int) -> torch.Tensor:
+        """Row block ``k`` of :meth:`c_gd` on the columns of times ``< k`` (the others vanish):
+        (..., P_all, k p_g); ``phi`` (..., n, n) and ``delta`` (..., m, P) broadcast."""
         pa = self.pa
-        dl = self.padded(delta)[..., :k, :].reshape(*delta.shape[:-2], 1, k * pa)
-        return self.a * kernel[..., k * pa : (k + 1) * pa, : k * pa] * dl
+        dl = self.padded(delta)[..., :k, :]  # (..., k, P_all)
+        blk = phi[..., k * pa : (k + 1) * pa, : k * pa]
+        if self.p_g == 1:
+            blk = blk.reshape(*blk.shape[:-1], k, pa)
+            return self.a * (blk * dl[..., None, :, :]).sum(-1)
+        return self.a * blk * dl.reshape(*dl.shape[:-2], 1, k * pa)
+
+    def d_row(self, g: torch.Tensor, delta: torch.Tensor, k: int) -> torch.Tensor:
+        """Row block ``k`` of :meth:`d_gd` on the columns of times ``< k``: (..., p_g, k P_all);
+        ``g`` (..., n_g, n_g) and ``delta`` (..., m, P) broadcast."""
+        if self.p_g != 1:
+            return self.c_row(g, delta, k)  # the same form when both carry every point
+        dl = self.padded(delta)[..., :k, :]  # (..., k, P_all)
+        row = g[..., k : k + 1, :k]  # (..., 1, k)
+        out = row[..., None] * dl[..., None, :, :]  # (..., 1, k, P_all)
+        return self.a * out.reshape(*out.shape[:-2], k * self.pa)
 
     def equal_time(self, k: torch.Tensor) -> torch.Tensor:
         """Equal-time blocks (c, m, P_all, P_all) of kernels (c, n, n)."""

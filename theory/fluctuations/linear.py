@@ -33,6 +33,7 @@ import torch
 from .identity import RCOND, Identity
 from .interface import Solution, Status, linear_responses
 from .propagate import Directions, propagate
+from .quadrature import LinearMarch
 from .result import assemble
 from .layout import Layout, factor_psd
 
@@ -122,7 +123,7 @@ class LinearModel:
     """:class:`theory.fluctuations.propagate.Model` of a deep linear network around ``sol``."""
 
     def __init__(self, sol: Solution, *, exact_update: bool, samples: int | None, seed: int,
-                 chunk: int, rcond: float = RCOND):
+                 chunk: int, rcond: float = RCOND, march: bool = False):
         self.lay = lay = Layout(sol.problem, p_g=1)
         self.exact_update, self.samples, self.seed, self.chunk = exact_update, samples, seed, chunk
         L, m, n = lay.depth, lay.m, lay.n
@@ -138,6 +139,12 @@ class LinearModel:
         self.layers = [None] + [self._layer(l) for l in range(1, L + 1)]
         self.scales = lay.scales(self.f, self.ntk, [sol.phi_diag(l) for l in range(L)],
                                  [sol.g_diag(l) for l in range(L)])
+        self.march = None  # solved by sweeps, or in one pass over time (exact update)
+        if march:
+            if not exact_update:
+                raise ValueError("march: the one-pass solve needs update='exact'")
+            self.march = LinearMarch(self, rcond)
+            self.chunk = LinearMarch.chunk(chunk, n)
 
     def _layer(self, l: int) -> LinearLayer:
         lay, L = self.lay, self.lay.depth
@@ -165,8 +172,9 @@ class LinearModel:
         return res
 
     # ------------------------------------------------------------------ the Model protocol
-    def apply(self, s: dict, xi: dict) -> dict:
-        """``D s + xi``, layer by layer upwards, each layer seeing the lower layers' new tangents."""
+    def apply(self, s: dict, xi: dict, jacobi: bool = False) -> dict:
+        """``D s + xi``, layer by layer upwards, each layer seeing the lower layers' new tangents
+        (Gauss-Seidel), or with ``jacobi=True`` the plain ``D s + xi`` (every layer from ``s``)."""
         lay, L = self.lay, self.lay.depth
         dd = -s["f"][:, :, : lay.p]
         cur = dict(s)
@@ -189,7 +197,9 @@ class LinearModel:
                 t["f"] = self.outputs_from_xhg(t.pop("Xhg"))
             for k, v in t.items():
                 key = "f" if k == "f" else f"{k}{l}"
-                out[key] = cur[key] = v + xi[key]
+                out[key] = v + xi[key]
+                if not jacobi:
+                    cur[key] = out[key]
         if "f" not in out:
             out["f"] = xi["f"].clone()
         return out
@@ -215,15 +225,35 @@ class LinearModel:
         return lay.output_observables(s["f"], self.f) | {"ntk": self.ntk_tangent(s), "phi": phi, "g": g}
 
     def directions(self) -> Iterator[Directions]:
-        for l in range(1, self.lay.depth + 1):
-            layer = self.layers[l]
-            wu = self.lay.kx_factor() if l == 1 else factor_psd(self.h[l - 1])
-            wr = factor_psd(self.g[l + 1])
-            u, r, h, g = layer.columns(wu, wr)
-            yield from self._layer_directions(l, (u, r, h, g))
+        """Each layer's noise directions in chunks of ``chunk``; for the march, the exact basis of
+        all layers in chunks of ``chunk`` (exact directions need no group)."""
+        per_layer = (d for l in range(1, self.lay.depth + 1) for d in self._layer_directions(l))
+        if self.march is None or self.samples is not None:
+            yield from per_layer
+            return
+        held: list[Directions] = []
+        for d in per_layer:
+            held.append(d)
+            while sum(int(h.weight.numel()) for h in held) >= self.chunk:
+                yield from self._take(held, self.chunk)
+        if held:
+            yield from self._take(held, sum(int(h.weight.numel()) for h in held))
 
-    def _layer_directions(self, l: int, cols) -> Iterator[Directions]:
+    @staticmethod
+    def _take(held: list, count: int) -> Iterator[Directions]:
+        """The first ``count`` directions of ``held`` as one chunk (removed from ``held``)."""
+        state = {k: torch.cat([h.state[k] for h in held]) for k in held[0].state}
+        weight = torch.cat([h.weight for h in held])
+        rest = {k: v[count:] for k, v in state.items()}
+        held.clear()
+        if weight.numel() > count:
+            held.append(Directions(rest, weight[count:], 0, centred=False))
+        yield Directions({k: v[:count] for k, v in state.items()}, weight[:count], 0, centred=False)
+
+    def _layer_directions(self, l: int) -> Iterator[Directions]:
         """Exact Wick basis of layer l's noise (pairs a <= b of factor columns), or samples."""
+        wu = self.lay.kx_factor() if l == 1 else factor_psd(self.h[l - 1])
+        cols = self.layers[l].columns(wu, factor_psd(self.g[l + 1]))  # (u, r, h, g)
         rank = cols[0].shape[1]
         if self.samples is None:
             ia, ib = torch.triu_indices(rank, rank)
@@ -286,13 +316,18 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def linear_fluctuations(sol: Solution, *, update: str, samples: int | None, population: int,
-                        tol: float, max_iterations: int, chunk: int, seed: int, progress: bool = False):
-    """``theory.fluctuations`` for a deep linear network (``population`` is not used)."""
+                        tol: float, max_iterations: int, chunk: int, seed: int, march: bool = False,
+                        progress: bool = False):
+    """``theory.fluctuations`` for a deep linear network (``population`` is not used); ``march``:
+    solve in one pass over time (:class:`theory.fluctuations.quadrature.LinearMarch`), each chunk
+    checked by a sweep of the closed-form map and polished by sweeps where that fails ``tol``."""
     t0 = time.perf_counter()
-    model = LinearModel(sol, exact_update=update == "exact", samples=samples, seed=seed, chunk=chunk)
+    model = LinearModel(sol, exact_update=update == "exact", samples=samples, seed=seed, chunk=chunk,
+                        march=march)
     base = model.base_residual()
     var, cov, se, rep = propagate(model, tol=tol, max_iterations=max_iterations, progress=progress)
     info = {"method": "linear", "update": update, "noise": "exact" if samples is None else "sampled",
+            "solver": "march" if march else "iterate",
             "directions": rep.directions, "base_residual": base, "standard_error": se,
             "timings": {"propagate": time.perf_counter() - t0}}
     status = Status.CONVERGED if rep.converged else Status.MAX_ITERATIONS

@@ -39,16 +39,28 @@ def _sym_fill(t: torch.Tensor, r: _Rows, val: torch.Tensor) -> None:
 
 
 class March:
-    """One-pass solve of ``t = D t + xi`` for an :class:`MCModel` built with ``factor="causal"``."""
+    """One-pass solve of ``t = D t + xi`` for a model of sites drawn by causal factors.
+
+    ``model``: an :class:`theory.fluctuations.montecarlo.MCModel` built with ``factor="causal"``,
+    or the exact quadrature sites of a linear network
+    (:class:`theory.fluctuations.quadrature.LinearSites`); either provides its layout ``lay``
+    (``lay.p_g`` points per time in the backward fields: ``P_all``, or 1 for a linear network),
+    the sites ``pop[l]``, the causal factors ``roots_u``, ``roots_r``, the identities ``ident``,
+    the base kernels ``phi``, ``gk``, couplings ``cw``, ``dw``, ``delta``, ``step``, the dtypes
+    ``dt`` (state) and ``work`` (site products), and ``phi_key``, the state's name of the forward
+    kernels ("P" or "H"). A linear model (``linear = True``) has ``phi = h`` and ``g = z``.
+    """
 
     def __init__(self, model):
         if model.factor != "causal" or not model.exact_update:
             raise ValueError("march: needs a model with factor='causal' and the exact output update")
         self.model = model
+        self.pk, self.linear = model.phi_key, model.linear
         self._cache: tuple[int, dict] | None = None  # per-site buffers for chunks of one size
         # the elementwise factors of the field tangents, time-point major (n, S) like the buffers
-        self.a_t = {l: model.pop[l].a.T.contiguous() for l in range(1, model.lay.depth + 1)}
-        self.b_t = {l: model.pop[l].b.T.contiguous() for l in range(1, model.lay.depth + 1)}
+        if not self.linear:
+            self.a_t = {l: model.pop[l].a.T.contiguous() for l in range(1, model.lay.depth + 1)}
+            self.b_t = {l: model.pop[l].b.T.contiguous() for l in range(1, model.lay.depth + 1)}
 
     def solve(self, xi: dict) -> dict:
         """The solution state (the blocks of ``xi``: P, G, X, Y (c, n, n) and f (c, m, P_all))."""
@@ -59,18 +71,19 @@ class March:
         self.xi = xi
         self.dd = torch.zeros(c, m, lay.p, dtype=xi["f"].dtype)
         self.f, self.dh = self._buffers(c), {}
-        self.dfu = {l: torch.zeros(c, lay.n, lay.n, dtype=xi["f"].dtype) for l in md.roots_u}
-        self.dfr = {l: torch.zeros(c, lay.n, lay.n, dtype=xi["f"].dtype) for l in md.roots_r}
-        shape = lambda l: (c, *md.ident[l].a.shape)  # noqa: E731
-        self.da = {l: torch.zeros(shape(l), dtype=xi["f"].dtype) for l in md.ident}
-        self.dbt = {l: torch.zeros(shape(l), dtype=xi["f"].dtype) for l in md.ident}  # square: n x n
-        self.rhs = {l: torch.zeros(shape(l), dtype=xi["f"].dtype) for l in md.ident}  # filled as needed
+        zeros = lambda *s: torch.zeros(c, *s, dtype=xi["f"].dtype)  # noqa: E731
+        self.dfu = {l: zeros(*md.roots_u[l].factor.shape) for l in md.roots_u}
+        self.dfr = {l: zeros(*md.roots_r[l].factor.shape) for l in md.roots_r}
+        shape = lambda l: md.ident[l].a.shape  # noqa: E731  (n, n_g), like dB^T
+        self.da = {l: zeros(*shape(l)) for l in md.ident}
+        self.dbt = {l: zeros(*shape(l)) for l in md.ident}
+        self.rhs = {l: zeros(*shape(l)) for l in md.ident}  # filled as needed
         for k in range(m):
-            r = _Rows(k, lay.pa)
+            r, q = _Rows(k, lay.pa), _Rows(k, lay.p_g)  # forward and backward rows of time k
             for l in range(1, L + 1):
-                self._up(l, k, r)
+                self._up(l, k, r, q)
             for l in range(L, 0, -1):
-                self._down(l, k, r)
+                self._down(l, k, r, q)
         return self.t
 
     # ------------------------------------------------------------------ helpers
@@ -79,11 +92,12 @@ class March:
         time block is one contiguous slab and every product over the sites is a plain matrix
         product. Kept between solves of chunks of the same size: ``dph``, ``dg`` (every layer),
         ``du`` (layers >= 2, whose sources move), ``dr`` (layers <= L - 1)."""
-        md, L, n = self.model, self.model.lay.depth, self.model.lay.n
+        md, L, n, ng = self.model, self.model.lay.depth, self.model.lay.n, self.model.lay.ng
         if self._cache is None or self._cache[0] != c:
-            z = lambda l: torch.zeros(n, c, md.pop[l].h.shape[0], dtype=md.pop[l].h.dtype)  # noqa: E731
-            need = {"dph": range(1, L + 1), "dg": range(1, L + 1), "du": range(2, L + 1), "dr": range(1, L)}
-            self._cache = (c, {k: {l: z(l) for l in ls} for k, ls in need.items()})
+            z = lambda l, rows: torch.zeros(rows, c, md.pop[l].h.shape[0], dtype=md.pop[l].h.dtype)  # noqa: E731
+            need = {"dph": (range(1, L + 1), n), "dg": (range(1, L + 1), ng), "du": (range(2, L + 1), n),
+                    "dr": (range(1, L), ng)}
+            self._cache = (c, {k: {l: z(l, rows) for l in ls} for k, (ls, rows) in need.items()})
         for per in self._cache[1].values():
             for buf in per.values():
                 buf.zero_()
@@ -119,32 +133,32 @@ class March:
         the current state (earlier entries of the buffer were filled at earlier steps)."""
         t, buf = self.t, self.rhs[l]
         buf[:, rows, cols] = self.model.ident[l].rhs_block(rows, cols, t[f"X{l}"], t[f"Y{l - 1}"],
-                                                            t[f"P{l - 1}"], t[f"G{l}"])
+                                                            t[f"{self.pk}{l - 1}"], t[f"G{l}"])
         return buf
 
     # ------------------------------------------------------------------ the two passes
-    def _up(self, l: int, k: int, r: _Rows) -> None:
-        md, lay, t, f = self.model, self.model.lay, self.t, self.f
+    def _up(self, l: int, k: int, r: _Rows, q: _Rows) -> None:
+        md, lay, t, f, pk = self.model, self.model.lay, self.t, self.f, self.pk
         pop, L = md.pop[l], lay.depth
-        dc = lay.gd_row(md.phi[l - 1], self.dd, k)  # (c, P_all, k P_all)
+        dc = lay.c_row(md.phi[l - 1], self.dd, k)  # (c, P_all, k p_g)
         if l >= 2:
-            md.roots_u[l].tangent_rows(k, t[f"P{l - 1}"], self.dfu[l])
+            md.roots_u[l].tangent_rows(k, t[f"{pk}{l - 1}"], self.dfu[l])
             f["du"][l][r.blk] = self._mul(pop.zu, self.dfu[l][:, r.blk, :])
             du_k = f["du"][l][r.blk]
             lower = md.pop[l - 1]
-            self._put(f"X{l}", r.blk, r.past, self._avg(du_k, pop.g[:, r.past]) + self._avg(pop.u[:, r.blk], f["dg"][l][r.past]))
-            self._put(f"Y{l - 1}", r.blk, r.past, self._avg(f["dph"][l - 1][r.blk], lower.r[:, r.past])
-                      + self._avg(lower.ph[:, r.blk], f["dr"][l - 1][r.past]))
-            md.ident[l].row_a(k, self._rhs(l, r.blk, r.past), self.da[l], self.dbt[l])
-            dc = dc + lay.gd_row(t[f"P{l - 1}"], md.delta, k) + self.da[l][:, r.blk, r.past]
-        dh = self._mul(pop.g[:, r.past], dc) + self._couple(md.cw[l][r.blk, r.past], f["dg"][l][r.past])
+            self._put(f"X{l}", r.blk, q.past, self._avg(du_k, pop.g[:, q.past]) + self._avg(pop.u[:, r.blk], f["dg"][l][q.past]))
+            self._put(f"Y{l - 1}", r.blk, q.past, self._avg(f["dph"][l - 1][r.blk], lower.r[:, q.past])
+                      + self._avg(lower.ph[:, r.blk], f["dr"][l - 1][q.past]))
+            md.ident[l].row_a(k, self._rhs(l, r.blk, q.past), self.da[l], self.dbt[l])
+            dc = dc + lay.c_row(t[f"{pk}{l - 1}"], md.delta, k) + self.da[l][:, r.blk, q.past]
+        dh = self._mul(pop.g[:, q.past], dc) + self._couple(md.cw[l][r.blk, q.past], f["dg"][l][q.past])
         if l >= 2:
             dh = dh + f["du"][l][r.blk]
         self.dh[l] = dh  # this time step's (P_all, c, S), for the down pass
-        f["dph"][l][r.blk] = self.a_t[l][r.blk, None, :] * dh
+        f["dph"][l][r.blk] = dh if self.linear else self.a_t[l][r.blk, None, :] * dh
         dph = f["dph"][l]
         val = self._avg(dph[r.blk], pop.ph[:, r.pre]) + self._avg(pop.ph[:, r.blk], dph[r.pre])
-        _sym_fill(t[f"P{l}"], r, val.to(md.dt) + self.xi[f"P{l}"][:, r.blk, r.pre])
+        _sym_fill(t[f"{pk}{l}"], r, val.to(md.dt) + self.xi[f"{pk}{l}"][:, r.blk, r.pre])
         if l == L:
             self._output(k, pop)
 
@@ -165,28 +179,28 @@ class March:
         self.t["f"][:, k] = psi.mean(-1).T.to(md.dt) + self.xi["f"][:, k]
         self.dd[:, k] = -self.t["f"][:, k, :p]
 
-    def _down(self, l: int, k: int, r: _Rows) -> None:
+    def _down(self, l: int, k: int, r: _Rows, q: _Rows) -> None:
         md, lay, t, f = self.model, self.model.lay, self.t, self.f
         pop, L = md.pop[l], lay.depth
-        dd_ = torch.zeros(self.dd.shape[0], lay.pa, (k + 1) * lay.pa, dtype=self.dd.dtype)
-        dd_[:, :, r.past] = lay.gd_row(md.gk[l + 1], self.dd, k)  # the coupling is strictly causal
+        dd_ = torch.zeros(self.dd.shape[0], lay.p_g, (k + 1) * lay.pa, dtype=self.dd.dtype)
+        dd_[:, :, r.past] = lay.d_row(md.gk[l + 1], self.dd, k)  # the coupling is strictly causal
         if l <= L - 1:
             md.roots_r[l].tangent_rows(k, t[f"G{l + 1}"], self.dfr[l])
-            f["dr"][l][r.blk] = self._mul(pop.zr, self.dfr[l][:, r.blk, :])
-            self._put(f"Y{l}", r.pre, r.blk, self._avg(f["dph"][l][r.pre], pop.r[:, r.blk])
-                      + self._avg(pop.ph[:, r.pre], f["dr"][l][r.blk]))
-            md.ident[l + 1].row_b(k, self._rhs(l + 1, r.pre, r.blk), self.da[l + 1], self.dbt[l + 1])
-            db = self.dbt[l + 1].mT  # dB^l (c, n, n)
-            dd_[:, :, r.past] += lay.gd_row(t[f"G{l + 1}"], md.delta, k)
-            dd_ = dd_ + db[:, r.blk, r.pre]
-        dz = self._mul(pop.ph[:, r.pre], dd_) + self._couple(md.dw[l][r.blk, r.pre], f["dph"][l][r.pre])
+            f["dr"][l][q.blk] = self._mul(pop.zr, self.dfr[l][:, q.blk, :])
+            self._put(f"Y{l}", r.pre, q.blk, self._avg(f["dph"][l][r.pre], pop.r[:, q.blk])
+                      + self._avg(pop.ph[:, r.pre], f["dr"][l][q.blk]))
+            md.ident[l + 1].row_b(k, self._rhs(l + 1, r.pre, q.blk), self.da[l + 1], self.dbt[l + 1])
+            db = self.dbt[l + 1].mT  # dB^l (c, n_g, n)
+            dd_[:, :, r.past] += lay.d_row(t[f"G{l + 1}"], md.delta, k)
+            dd_ = dd_ + db[:, q.blk, r.pre]
+        dz = self._mul(pop.ph[:, r.pre], dd_) + self._couple(md.dw[l][q.blk, r.pre], f["dph"][l][r.pre])
         if l <= L - 1:
-            dz = dz + f["dr"][l][r.blk]
-        dg = self.b_t[l][r.blk, None, :] * self.dh[l] + self.a_t[l][r.blk, None, :] * dz
-        f["dg"][l][r.blk] = dg
+            dz = dz + f["dr"][l][q.blk]
+        dg = dz if self.linear else self.b_t[l][q.blk, None, :] * self.dh[l] + self.a_t[l][q.blk, None, :] * dz
+        f["dg"][l][q.blk] = dg
         dgl = f["dg"][l]
-        val = self._avg(dg, pop.g[:, r.pre]) + self._avg(pop.g[:, r.blk], dgl[r.pre])
-        _sym_fill(t[f"G{l}"], r, val.to(md.dt) + self.xi[f"G{l}"][:, r.blk, r.pre])
+        val = self._avg(dg, pop.g[:, q.pre]) + self._avg(pop.g[:, q.blk], dgl[q.pre])
+        _sym_fill(t[f"G{l}"], q, val.to(md.dt) + self.xi[f"G{l}"][:, q.blk, q.pre])
         if l >= 2:
-            self._put(f"X{l}", r.pre, r.blk, self._avg(f["du"][l][r.pre], pop.g[:, r.blk])
+            self._put(f"X{l}", r.pre, q.blk, self._avg(f["du"][l][r.pre], pop.g[:, q.blk])
                       + self._avg(pop.u[:, r.pre], dg))

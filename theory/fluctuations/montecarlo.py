@@ -121,7 +121,7 @@ class MCModel:
         if factor not in ("root", "causal"):
             raise ValueError(f"factor: unknown value {factor!r}; valid values are ['root', 'causal']")
         make = Root if factor == "root" else lambda k: Causal(k, m=m, p=pa, rcond=rcond)  # noqa: E731
-        self.factor = factor
+        self.factor, self.phi_key, self.linear = factor, "P", False  # what the march reads
         self.roots_u = {l: make(self.phi[l - 1]) for l in range(2, L + 1)}
         self.roots_r = {l: make(self.gk[l + 1]) for l in range(1, L)}
         self.ident = {l: Identity(*self.resp[l - 1], self.phi[l - 1], self.gk[l], m=m, p_phi=pa,

@@ -37,8 +37,8 @@ from .estimate import Accumulator, stack, v_count
 @dataclass
 class Directions:
     """A chunk of noise directions: ``state`` blocks (leading axis c), weights (c,), and the
-    layer they come from (``group``); ``centred`` for sampled directions (covariance about the
-    group's sample mean) rather than an exact basis."""
+    layer they come from (``group``; 0: several layers, for exact ones); ``centred`` for sampled
+    directions (covariance about the group's sample mean) rather than an exact basis."""
 
     state: dict[str, torch.Tensor]
     weight: torch.Tensor
@@ -93,31 +93,64 @@ def march_outputs(model: Model, site: torch.Tensor, old: torch.Tensor, state: di
     return df
 
 
-def solve_tangent(model: Model, xi: dict, *, tol: float, max_iterations: int):
+def sweep(model: Model, t: dict, xi: dict) -> dict:
+    """One sweep ``t <- D t + xi`` with the outputs marched (:func:`march_outputs`)."""
+    new = model.apply(t, xi)
+    new["f"] = march_outputs(model, new["f"], t["f"], new)
+    return new
+
+
+def relative_change(model: Model, new: dict, old: dict, c: int) -> float:
+    """Largest change between two sets of observables of ``c`` directions, relative to their size
+    or to ``FLOOR`` times the model's base scale of that observable per direction."""
+    change = 0.0
+    for k, v in new.items():
+        scale = max(float(v.norm()), FLOOR * model.scales[k] * math.sqrt(c))
+        if scale > 0:
+            change = max(change, float((v - old[k]).norm()) / scale)
+    return change
+
+
+def solve_tangent(model: Model, xi: dict, *, tol: float, max_iterations: int, start: dict | None = None):
     """Solve ``t = D t + xi`` for one chunk. Returns ``(t, iterations, last relative change)``.
 
     Convergence is judged on the observables (what is reported): the largest change, over the
     chunk, of any observable's tangent relative to its size, or to ``FLOOR`` times the model's
     base scale of that observable per direction (``model.scales``) when the chunk's directions
     are weak (a weak direction cannot be resolved below the arithmetic's floor of the base).
+    ``start``: the first iterate (default ``xi``).
     """
-    t = {k: v.clone() for k, v in xi.items()}
+    t = {k: v.clone() for k, v in (xi if start is None else start).items()}
     obs = model.observables(t)
     c = next(iter(xi.values())).shape[0]
     change = math.inf
     for it in range(1, max_iterations + 1):
-        new = model.apply(t, xi)
-        new["f"] = march_outputs(model, new["f"], t["f"], new)
+        new = sweep(model, t, xi)
         new_obs = model.observables(new)
-        change = 0.0
-        for k, v in new_obs.items():
-            scale = max(float(v.norm()), FLOOR * model.scales[k] * math.sqrt(c))
-            if scale > 0:
-                change = max(change, float((v - obs[k]).norm()) / scale)
+        change = relative_change(model, new_obs, obs, c)
         t, obs = new, new_obs
         if change <= tol:
             return t, it, change
     return t, max_iterations, change
+
+
+#: Random combinations of a chunk's solutions that :func:`probe` checks.
+PROBES = 2
+
+
+def probe(model: Model, t: dict, xi: dict, seed: int = 0) -> float:
+    """Check solutions ``t`` of ``t = D t + xi`` (a chunk) with one sweep of ``model`` itself.
+
+    The map is linear, so any combination ``sum_j a_j t_j`` solves the system for
+    ``sum_j a_j xi_j``; for ``PROBES`` combinations with standard normal ``a_j`` this returns the
+    relative change of one sweep (:func:`relative_change`), the quantity :func:`solve_tangent`
+    converges on, at the cost of ``PROBES`` directions instead of the chunk.
+    """
+    c = next(iter(xi.values())).shape[0]
+    a = torch.randn(PROBES, c, generator=torch.Generator().manual_seed(seed), dtype=xi["f"].dtype)
+    mix = lambda s: {k: torch.einsum("pc,c...->p...", a, v) for k, v in s.items()}  # noqa: E731
+    tp, xp = mix(t), mix(xi)
+    return relative_change(model, model.observables(sweep(model, tp, xp)), model.observables(tp), PROBES)
 
 
 @dataclass
@@ -163,6 +196,11 @@ def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Lev
         direct = getattr(level.model, "march", None) if level.sweeps is None else None
         if direct is not None:  # one exact pass over time (theory.fluctuations.march)
             t, it, change = direct.solve(state), 1, 0.0
+            if getattr(direct, "checked", False):  # verified by the model's own map
+                change = probe(level.model, t, state)
+                if change > tol:  # polish by sweeps from there
+                    t, more, change = solve_tangent(level.model, state, tol=tol, max_iterations=budget, start=t)
+                    it += more
         else:
             t, it, change = solve_tangent(level.model, state, tol=tol if level.sweeps is None else 0.0,
                                           max_iterations=budget)
@@ -175,9 +213,12 @@ def propagate(model: Model, *, tol: float, max_iterations: int, levels: list[Lev
             kind = "control" if level.model is not model else "sampled" if d.centred else "exact"
             solved[d.group, kind] = solved.get((d.group, kind), 0) + v_count(state)
             count = f"{solved[d.group, kind]}" + (f"/{level.count}" if level.count else "")
-            how = (f"{it} fixed sweeps" if level.sweeps is not None else "one-pass march" if direct is not None
-                   else f"{it} sweeps, change {change:.1e} (tol {tol:.0e})")
-            print(f"[fluctuations] layer {d.group} {kind} {count} directions: {how}, "
+            how = (f"{it} fixed sweeps" if level.sweeps is not None else
+                   f"one-pass march, checked change {change:.1e}" if direct is not None and it == 1 and change else
+                   "one-pass march" if direct is not None and it == 1 else
+                   f"{it} sweeps, change {change:.1e} (tol {tol:.0e})")
+            where = f"layer {d.group}" if d.group else "all layers"
+            print(f"[fluctuations] {where} {kind} {count} directions: {how}, "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
         return level.model.observables(t)
 
