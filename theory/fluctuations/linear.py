@@ -143,7 +143,7 @@ class LinearModel:
         if march:
             if not exact_update:
                 raise ValueError("march: the one-pass solve needs update='exact'")
-            self.march = LinearMarch(self, rcond)
+            self.march = LinearMarch(self)
             self.chunk = LinearMarch.chunk(chunk, n)
 
     def _layer(self, l: int) -> LinearLayer:
