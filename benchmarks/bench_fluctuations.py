@@ -8,10 +8,11 @@
    networks (``simulate.train``) at widths 256, 512, 1024; target within 10-15 % on the loss at
    every step, the NTK entries and the equal-time kernels, and ``N Var`` constant across widths.
 3. Cost: time of ``fluctuations(problem)`` over the time of ``solve(problem)``, both with default
-   options, on deep tanh problems of several sizes; target <= 10. Each time is the best of a few
-   runs (interleaved, so that both see the same load). ``--before`` also times the first
-   defaults (every sampled site solved by the full model, population 2000, tol 1e-4) on 64 sites
-   per layer and scales to the default sites per layer (the cost is linear in the sites).
+   options, on deep tanh and deep linear problems of several sizes; target <= 10. Each time is
+   the best of a few runs (interleaved, so that both see the same load). ``--before`` also times
+   the first defaults: for tanh every sampled site solved by the full model (population 2000,
+   tol 1e-4) on 64 sites per layer, scaled to the default sites per layer (the cost is linear in
+   the sites); for linear networks the sweeps of the closed-form map (``march=False``).
 
 Run it with one thread and ``nice`` on a shared machine; timings under load are upper bounds.
 Ensembles are cached (``--cache``) because they are the expensive part.
@@ -120,12 +121,19 @@ def cost(name: str, prob: Problem, repeats: int, before: bool) -> None:
         fl, t = timed(lambda: fluctuations(prob))
         t_fl.append(t)
     ts, tf = min(t_solve), min(t_fl)
-    print(f"   {name}: solve {ts:.2f} s, fluctuations {tf:.1f} s = {tf / ts:.1f} solves "
-          f"(load {os.getloadavg()[0]:.1f}); {fl.info['directions']} full + {fl.info['samples'] * prob.depth} "
-          f"control directions, "
+    head = f"   {name}: solve {ts:.3f} s, fluctuations {tf:.3f} s = {tf / ts:.1f} solves (load {os.getloadavg()[0]:.1f}); "
+    if fl.info["method"] == "linear":
+        print(head + f"{fl.info['directions']} exact directions, "
+              + (f"one-pass march, check change {fl.residual:.1e}" if fl.iterations == 1 else
+                 f"{fl.info['solver']}, {fl.iterations} sweeps"))
+        if before:
+            sol = solve(prob)
+            t = min(timed(lambda: fluctuations(prob, solution=sol, march=False))[1] for _ in range(2))
+            print(f"      sweeps of the closed-form map (march=False, the first default): {t:.2f} s = {t / ts:.0f} solves")
+        return
+    print(head + f"{fl.info['directions']} full + {fl.info['samples'] * prob.depth} control directions, "
           f"{'both levels by the one-pass march' if fl.info.get('solver') == 'march' else f'full model {fl.iterations} sweeps'}"
-          f", {fl.info.get('precision')} population products; "
-          f"median relative SE: {relative_se(fl)}")
+          f", {fl.info.get('precision')} population products; median relative SE: {relative_se(fl)}")
     if before:
         sol = solve(prob)
         old, t = timed(lambda: fluctuations(prob, solution=sol, samples=64, refine=64, population=2000, tol=1e-4,
@@ -138,11 +146,14 @@ def cost(name: str, prob: Problem, repeats: int, before: bool) -> None:
 
 def costs(quick: bool, before: bool) -> None:
     print("3. cost, default options (best of interleaved runs)")
-    cases = [("tanh L=2 T=8 (section 2)", problem("tanh", 2, 8, 1.0))]
+    cases = [("tanh L=2 T=8 (section 2)", problem("tanh", 2, 8, 1.0), 3)]
     if not quick:
-        cases += [("tanh L=2 T=16", problem("tanh", 2, 16, 1.0)), ("tanh L=3 T=8", problem("tanh", 3, 8, 1.0))]
-    for name, prob in cases:
-        cost(name, prob, 2 if quick else 3, before)
+        cases += [("tanh L=2 T=16", problem("tanh", 2, 16, 1.0), 3), ("tanh L=3 T=8", problem("tanh", 3, 8, 1.0), 3)]
+    cases += [("linear L=2 T=8", problem("linear", 2, 8, 1.0), 9), ("linear L=3 T=8", problem("linear", 3, 8, 1.0), 9)]
+    if not quick:
+        cases += [("linear L=3 T=16", problem("linear", 3, 16, 1.0), 5)]
+    for name, prob, repeats in cases:
+        cost(name, prob, repeats if not quick else min(repeats, 3), before)
 
 
 def networks(case: str, prob: Problem, widths: dict, cache: str, **opts) -> None:
